@@ -1,0 +1,116 @@
+"""Segmentation engines. Each takes a canonical :class:`Image` (CT: LPS voxel order; CXR: 2D) and
+returns uint8 labels on the same grid (0 background, 1 right lung, 2 left lung) plus model info."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import CancelledError, LungSegError
+from .image import Image
+from .networks import default_card, find_card, load_model
+from .postprocess import clean_labels
+from . import preprocess as pp
+
+ENGINE_TASK = {"ct2d": "ct2d", "ct3d": "ct3d", "cxr": "cxr"}
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise LungSegError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def model_for(engine: str, params, device: str):
+    """(model, card): the shipped model for the engine/arch, or ``params.weights`` on the default card."""
+    task = ENGINE_TASK[engine]
+    card = default_card(task, params.arch) if params.weights else find_card(task, params.arch)
+    if params.weights:
+        card["name"], card["version"] = f"{task}_{params.arch}", "user weights"
+    return load_model(card, params.weights or None, device), card
+
+
+def _checked(progress, fraction, message):
+    if progress is not None and progress(fraction, message) is False:
+        raise CancelledError("cancelled by the user")
+
+
+def segment_ct2d(image: Image, params, progress=None):
+    import torch
+
+    device = pick_device(params.device)
+    model, card = model_for("ct2d", params, device)
+    size, hu_range = card["input"]["size"], card["input"]["hu_range"]
+    vol = image.array
+    box = pp.body_box(vol)
+    labels = np.zeros(vol.shape, np.uint8)
+    bs = int(params.batch_size)
+    with torch.inference_mode():
+        for start in range(0, vol.shape[0], bs):
+            _checked(progress, start / vol.shape[0], f"slices {start + 1}-{min(vol.shape[0], start + bs)} "
+                                                     f"of {vol.shape[0]}")
+            x = torch.from_numpy(pp.slices_to_model(vol[start:start + bs], box, size, hu_range)).to(device)
+            prob = torch.softmax(model(x), dim=1).float().cpu().numpy()
+            labels[start:start + bs] = pp.slices_from_model(prob, box, vol[start:start + bs].shape)
+    return clean_labels(labels), card
+
+
+def segment_ct3d(image: Image, params, progress=None):
+    import SimpleITK as sitk
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    device = pick_device(params.device)
+    model, card = model_for("ct3d", params, device)
+    spacing, roi, hu_range = card["input"]["spacing_mm"], card["input"]["roi"], card["input"]["hu_range"]
+    _checked(progress, 0.05, f"resampling to {spacing} mm")
+    low = pp.resample_volume(image, spacing)
+    x = pp.scale_hu(sitk.GetArrayFromImage(low), hu_range)[None, None]
+    _checked(progress, 0.2, "3D sliding-window inference")
+    with torch.inference_mode():
+        logits = sliding_window_inference(torch.from_numpy(x).to(device), roi_size=roi, sw_batch_size=2,
+                                          predictor=model, overlap=0.25, mode="gaussian")
+        prob = torch.softmax(logits, dim=1)[0].float().cpu().numpy()
+    _checked(progress, 0.8, "resampling back to the input grid")
+    ref = image.to_sitk()
+    best = None
+    labels = np.zeros(image.array.shape, np.uint8)
+    for c in range(prob.shape[0]):  # one channel at a time keeps memory to two full-size float maps
+        ch = sitk.GetImageFromArray(prob[c])
+        ch.CopyInformation(low)
+        up = sitk.GetArrayFromImage(sitk.Resample(ch, ref, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                                  sitk.sitkFloat32))
+        if best is None:
+            best = up
+        else:
+            better = up > best
+            labels[better] = c
+            best = np.maximum(best, up)
+    return clean_labels(labels), card
+
+
+def segment_cxr(image: Image, params, progress=None):
+    import torch
+
+    device = pick_device(params.device)
+    model, card = model_for("cxr", params, device)
+    size, pct = card["input"]["size"], card["input"]["percentiles"]
+    _checked(progress, 0.2, "radiograph inference")
+    x = torch.from_numpy(pp.radiograph_to_model(image.array, size, pct)).to(device)
+    with torch.inference_mode():
+        prob = torch.softmax(model(x), dim=1)[0].float().cpu().numpy()
+    up = pp.resize(prob, image.array.shape, mode="bilinear")
+    return clean_labels(np.argmax(up, axis=0).astype(np.uint8)), card
+
+
+def segment_hu_engine(image: Image, params, progress=None):
+    from .hu_engine import segment_hu
+
+    labels = segment_hu(image.array, image.spacing, progress)
+    return labels, {"name": "hu-threshold", "version": "1", "task": "hu", "arch": None}
+
+
+ENGINES = {"hu": segment_hu_engine, "ct2d": segment_ct2d, "ct3d": segment_ct3d, "cxr": segment_cxr}

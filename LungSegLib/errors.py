@@ -1,0 +1,12 @@
+"""One exception type for every problem a user can fix (bad input, missing model, bad option).
+
+The CLI prints it as one line; the Slicer logic shows it in a message box. Anything else is a bug.
+"""
+
+
+class LungSegError(Exception):
+    """A problem with the input or the options, explained in words the user can act on."""
+
+
+class CancelledError(LungSegError):
+    """The progress callback asked to stop."""

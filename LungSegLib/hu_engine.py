@@ -1,0 +1,102 @@
+"""The classical HU engine: no model, a few seconds, and a source of pseudo-labels.
+
+Air below -320 HU inside the body -> drop air that touches the slice border (outside air) -> keep the
+large 3D components (lungs, not bowel gas) -> remove the trachea and main bronchi by region growing
+from a seed in the trachea -> split right/left -> fill holes (vessels). Dense lung (edema,
+consolidation) is *not* found by a threshold; the network engines exist for that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .postprocess import fill_holes_slicewise, largest_components, split_sides
+
+LUNG_AIR_HU = -320.0
+MIN_LUNG_ML = 30.0
+
+
+def _inplane_structure():
+    s = np.zeros((3, 3, 3), bool)
+    s[1] = ndimage.generate_binary_structure(2, 1)
+    return s
+
+
+def outside_air_removed(air: np.ndarray) -> np.ndarray:
+    """Air regions of each axial slice that do not touch the slice border."""
+    lab, n = ndimage.label(air, structure=_inplane_structure())
+    if n == 0:
+        return air
+    border = np.unique(np.concatenate([lab[:, 0, :].ravel(), lab[:, -1, :].ravel(),
+                                       lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
+    return air & ~np.isin(lab, border[border > 0])
+
+
+def find_trachea_seed(cand: np.ndarray, spacing) -> tuple | None:
+    """A voxel in the trachea: in the top slices, a small roundish air blob near the centre line."""
+    zs = np.nonzero(cand.any(axis=(1, 2)))[0]
+    if zs.size == 0:
+        return None
+    px_cm2 = spacing[0] * spacing[1] / 100.0
+    for z in zs[::-1][: max(3, int(60 / spacing[2]))]:  # search the top ~6 cm of the air column
+        lab, n = ndimage.label(cand[z])
+        if n == 0:
+            continue
+        sizes = np.bincount(lab.ravel())[1:] * px_cm2
+        coms = ndimage.center_of_mass(cand[z], lab, range(1, n + 1))
+        mid = cand.shape[2] / 2.0
+        best = None
+        for i, (area, (cy, cx)) in enumerate(zip(sizes, coms)):
+            if 0.5 <= area <= 8.0 and abs(cx - mid) < 0.2 * cand.shape[2]:
+                if best is None or abs(cx - mid) < abs(best[2] - mid):
+                    best = (z, cy, cx, i + 1)
+        if best is not None:
+            z, _, _, lbl = best
+            ys, xs = np.nonzero(lab == lbl)
+            return int(z), int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    return None
+
+
+def airways(hu: np.ndarray, cand: np.ndarray, spacing, max_ml: float = 250.0) -> np.ndarray:
+    """Trachea + main bronchi by region growing from the trachea seed; the threshold is lowered until
+    the grown tree stays under ``max_ml`` (no leak into the parenchyma)."""
+    seed = find_trachea_seed(cand, spacing)
+    empty = np.zeros(cand.shape, bool)
+    if seed is None:
+        return empty
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    for threshold in (-900, -930, -950, -970, -990):
+        grown_src = cand & (hu < threshold)
+        if not grown_src[seed]:
+            continue
+        lab, _ = ndimage.label(grown_src)
+        tree = lab == lab[seed]
+        if tree.sum() * voxel_ml <= max_ml:
+            return ndimage.binary_dilation(tree, iterations=1) & cand
+    return empty
+
+
+def segment_hu(hu: np.ndarray, spacing, progress=None) -> np.ndarray:
+    """Labels (0/1 right/2 left) for a canonical (z, y, x) HU volume with (x, y, z) spacing in mm."""
+    report = progress or (lambda f, m: True)
+    report(0.1, "HU threshold")
+    air = hu < LUNG_AIR_HU
+    cand = outside_air_removed(air)
+    report(0.3, "lung components")
+    cand = largest_components(cand, keep=2, min_fraction=0.1)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    if cand.sum() * voxel_ml < MIN_LUNG_ML:
+        return np.zeros(hu.shape, np.uint8)
+    report(0.5, "airways")
+    cand &= ~airways(hu, cand, spacing)
+    cand = ndimage.binary_opening(cand, iterations=1)
+    cand = largest_components(cand, keep=2, min_fraction=0.1)
+    report(0.7, "right/left split")
+    labels = split_sides(cand)
+    out = np.zeros(hu.shape, np.uint8)
+    for side in (1, 2):
+        part = largest_components(labels == side, keep=1)
+        if part.any():
+            out[fill_holes_slicewise(part) & (out == 0)] = side
+    return out

@@ -1,0 +1,114 @@
+"""MONAI network factories and the shipped-model registry (weights + model card side by side).
+
+A model card (``models/<name>.json``) says how to build the network and how to feed it; the weights
+file beside it holds only a state dict, loaded with ``weights_only=True`` so no code in it can run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import LungSegError
+
+MODEL_DIR = Path(__file__).parent / "models"
+NUM_CLASSES = 3  # background, right lung, left lung
+
+DEFAULT_NETWORKS = {
+    # MONAI UNet; "resunet" = the same UNet with residual units in every block (MONAI's num_res_units)
+    "unet": {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 0},
+    "resunet": {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2},
+}
+TASK_DIMS = {"ct2d": 2, "cxr": 2, "ct3d": 3}
+DEFAULT_INPUT = {
+    "ct2d": {"size": [256, 256], "hu_range": [-1024, 600]},
+    "cxr": {"size": [256, 256], "percentiles": [0.5, 99.5]},
+    "ct3d": {"spacing_mm": [2.5, 2.5, 2.5], "roi": [96, 96, 96], "hu_range": [-1024, 600]},
+}
+
+
+def default_card(task: str, arch: str) -> dict:
+    if task not in TASK_DIMS:
+        raise LungSegError(f"unknown task {task!r}; expected one of {', '.join(TASK_DIMS)}")
+    if arch not in DEFAULT_NETWORKS:
+        raise LungSegError(f"unknown architecture {arch!r}; expected one of {', '.join(DEFAULT_NETWORKS)}")
+    return {
+        "name": f"{task}_{arch}", "version": "untrained", "task": task, "arch": arch,
+        "network": {"spatial_dims": TASK_DIMS[task], "in_channels": 1, "out_channels": NUM_CLASSES,
+                    **DEFAULT_NETWORKS[arch]},
+        "input": dict(DEFAULT_INPUT[task]),
+    }
+
+
+def build_network(card: dict):
+    from monai.networks.nets import UNet
+
+    net = dict(card["network"])
+    return UNet(spatial_dims=net["spatial_dims"], in_channels=net.get("in_channels", 1),
+                out_channels=net.get("out_channels", NUM_CLASSES), channels=net["channels"],
+                strides=net["strides"], num_res_units=net.get("num_res_units", 0),
+                norm=net.get("norm", "batch"), dropout=net.get("dropout", 0.0))
+
+
+def count_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def shipped_cards() -> list:
+    cards = []
+    for path in sorted(MODEL_DIR.glob("*.json")):
+        card = json.loads(path.read_text())
+        card["card_path"] = str(path)
+        card["weights_path"] = str(MODEL_DIR / card.get("weights", f"{path.stem}.pt"))
+        cards.append(card)
+    return cards
+
+
+def find_card(task: str, arch: str | None = None) -> dict:
+    """The shipped card for a task (and arch); without an arch, the task's default (best-validated) model."""
+    cards = [c for c in shipped_cards() if c.get("task") == task]
+    if arch:
+        cards = [c for c in cards if c.get("arch") == arch]
+    else:
+        cards = sorted(cards, key=lambda c: not c.get("default", False))
+    if not cards:
+        want = f"{task}_{arch}" if arch else task
+        raise LungSegError(f"no shipped model for {want}: expected {MODEL_DIR / (want + '.json')} with its weights; "
+                           f"train one with 'lungseg train --task {task}' or pass --weights FILE")
+    return cards[0]
+
+
+def load_state(path, device="cpu") -> dict:
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise LungSegError(f"weights file {path} not found")
+    try:
+        state = torch.load(str(path), map_location=device, weights_only=True)
+    except Exception as e:
+        raise LungSegError(f"weights file {path} cannot be loaded safely ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:160]}); expected a PyTorch state dict") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise LungSegError(f"weights file {path} holds a {type(state).__name__}; expected a state dict")
+    return state
+
+
+def load_model(card: dict, weights_path=None, device="cpu"):
+    """Build the card's network and load its weights; a mismatch names the file and the architecture."""
+    model = build_network(card)
+    path = weights_path or card.get("weights_path")
+    if not path:
+        raise LungSegError(f"model {card['name']}: no weights file given")
+    state = load_state(path, device)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        net = card["network"]
+        raise LungSegError(
+            f"weights file {path} does not fit model {card['name']} (expected MONAI UNet, "
+            f"{net['spatial_dims']}D, channels {net['channels']}, num_res_units {net.get('num_res_units', 0)}): "
+            f"{str(e).splitlines()[0][:160]}") from None
+    return model.to(device).eval()
