@@ -19,6 +19,7 @@ VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 DICOM_SUFFIXES = (".dcm", ".dicom", "")
 SKIP_NAMES = ("lungs.seg.nrrd",)
+sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK prints warnings to stderr; we report our own
 
 RIGHT, LEFT = 1, 2
 SEGMENTS = (  # label value, segment ID, name, colour (Slicer's generic anatomy colours), SNOMED modifier
@@ -248,6 +249,7 @@ def segment_terminology(modifier) -> str:
 def write_seg_nrrd(path, labels: Image) -> None:
     """Slicer segmentation file with segments "Right lung" / "Left lung" (slicerio writes Slicer's keys)."""
     import slicerio
+    from slicerio.segmentation import terminology_entry_from_string
 
     arr = np.asarray(labels.array, dtype=np.uint8)
     if arr.ndim == 2:
@@ -262,6 +264,6 @@ def write_seg_nrrd(path, labels: Image) -> None:
     voxels = arr.T  # numpy (z, y, x) -> slicerio (i, j, k)
     for value, seg_id, name, color, modifier in SEGMENTS:
         slicerio.add_segment(seg, voxels == value, {"id": seg_id, "name": name, "color": list(color),
-                                                   "terminology": segment_terminology(modifier)})
+                                                   "terminology": terminology_entry_from_string(segment_terminology(modifier))})
     with atomic_path(path) as tmp:
         slicerio.write_segmentation(str(tmp), seg)

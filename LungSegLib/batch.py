@@ -1,0 +1,74 @@
+"""Batch runner behind ``lungseg segment``: every case walks the pipeline; a failing case is reported
+and the others go on; outputs are atomic; a finished case is never overwritten without asking."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import LungSegError
+from .io import list_cases, sanitize_name, write_text
+from .pipeline import run_case
+from .report import csv_rows, rows_to_csv, write_case
+
+ERROR_COLUMNS = ["case", "input", "error"]
+
+
+def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True) -> dict:
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    cases, errors = [], []
+    for raw in inputs:  # a bad input path is one failed case, not the end of the batch
+        try:
+            cases.extend(list_cases([raw]))
+        except LungSegError as e:
+            errors.append({"case": sanitize_name(Path(raw).name), "input": str(raw), "error": str(e)})
+    rows, ok, skipped = [], 0, 0
+    bar = _progress_bar(len(cases), show_progress)
+    for case, path in cases:
+        case_dir = outdir / case
+        done = case_dir / "measurements.json"
+        try:
+            if not case_dir.resolve().is_relative_to(outdir.resolve()):
+                raise LungSegError(f"case name {case!r} would write outside {outdir}")
+            if done.exists() and not overwrite:
+                if not resume:
+                    raise LungSegError(f"{done} exists; pass --overwrite to replace it or --resume to skip it")
+                rows.extend(csv_rows(case, json.loads(done.read_text())))
+                skipped += 1
+                continue
+            bar.set_description(case[:30])
+            result = run_case(path, params, progress=_slice_progress(bar, case))
+            rows.extend(csv_rows(case, write_case(result, case, case_dir)))
+            ok += 1
+        except LungSegError as e:
+            errors.append({"case": case, "input": str(path), "error": str(e)})
+            print(f"lungseg: case {case} failed: {e}", file=sys.stderr)
+        except Exception as e:  # a bug must not stop the batch either; keep its traceback for the report
+            msg = f"internal error {type(e).__name__}: {e}"
+            errors.append({"case": case, "input": str(path), "error": msg})
+            print(f"lungseg: case {case} failed: {msg}\n{traceback.format_exc(limit=3)}", file=sys.stderr)
+        finally:
+            bar.update(1)
+            write_text(outdir / "measurements.csv", rows_to_csv(rows))
+    bar.close()
+    if errors:
+        write_text(outdir / "errors.csv", rows_to_csv(errors, ERROR_COLUMNS))
+    elif (outdir / "errors.csv").exists():
+        (outdir / "errors.csv").unlink()
+    return {"ok": ok, "skipped": skipped, "failed": len(errors), "errors": errors}
+
+
+def _progress_bar(total, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="case", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def _slice_progress(bar, case):
+    def report(fraction, message):
+        bar.set_postfix_str(f"{int(100 * fraction):3d}% {message}"[:60], refresh=True)
+        return True
+    return report

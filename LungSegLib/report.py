@@ -1,0 +1,127 @@
+"""Writing one case's outputs: label files, measurements.json, CSV rows and the QC overlay picture."""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .image import CT
+from .io import atomic_path, write_labels, write_seg_nrrd, write_text
+
+CSV_COLUMNS = ["case", "modality", "engine", "arch", "model", "structure", "voxel_count", "volume_ml",
+               "weight_g", "gas_volume_ml", "mean_hu", "over_aerated_volume_fraction",
+               "normally_aerated_volume_fraction", "poorly_aerated_volume_fraction",
+               "non_aerated_volume_fraction", "over_aerated_weight_fraction",
+               "normally_aerated_weight_fraction", "poorly_aerated_weight_fraction",
+               "non_aerated_weight_fraction", "pixel_count", "area_cm2", "density_g_per_ml", "qc_flags"]
+OUTLINE_COLOURS = {1: (64, 200, 64), 2: (255, 170, 30)}
+
+
+def csv_rows(case: str, report: dict) -> list:
+    rows = []
+    density = report.get("method", {}).get("density_g_per_ml")
+    for structure, values in report["structures"].items():
+        row = {"case": case, "modality": report["modality"], "engine": report["engine"],
+               "arch": report.get("arch") or "", "model": report["model"].get("name", ""),
+               "structure": structure, "density_g_per_ml": density if density is not None else "",
+               "qc_flags": ";".join(report["qc"]["flags"])}
+        row.update({k: v for k, v in values.items() if k in CSV_COLUMNS})
+        rows.append({c: ("" if row.get(c) is None else row.get(c, "")) for c in CSV_COLUMNS})
+    return rows
+
+
+def rows_to_csv(rows: list, columns=CSV_COLUMNS) -> str:
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_case(result, case: str, case_dir) -> dict:
+    """All per-case files; measurements.json is written last, so its presence marks a finished case."""
+    case_dir = Path(case_dir)
+    case_dir.mkdir(parents=True, exist_ok=True)
+    report = result.report(case)
+    if result.image.modality == CT:
+        write_labels(case_dir / "lungs.nii.gz", result.labels)
+        write_seg_nrrd(case_dir / "lungs.seg.nrrd", result.labels)
+    else:
+        write_labels(case_dir / "lungs.png", result.labels)
+    with atomic_path(case_dir / "overlay.png") as tmp:
+        overlay_picture(result).save(tmp, format="PNG")
+    write_text(case_dir / "measurements.json", json.dumps(_jsonable(report), indent=2))
+    return report
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _grey(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (np.clip((arr.astype(np.float32) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def _outlined(grey: np.ndarray, labels: np.ndarray):
+    from PIL import Image as PILImage
+    from skimage.segmentation import find_boundaries
+
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for value, colour in OUTLINE_COLOURS.items():
+        edge = find_boundaries(labels == value, mode="inner")
+        rgb[edge] = colour
+    return PILImage.fromarray(rgb)
+
+
+def overlay_picture(result, panel: int = 320):
+    """QC picture: the radiograph, or mid-axial / coronal / sagittal CT views through the lungs, with the
+    right (green) and left (orange) lung outlined. Views are shown in radiological convention."""
+    from PIL import Image as PILImage
+
+    from .image import to_canonical
+
+    if result.image.modality != CT:
+        arr = result.image.array
+        lo, hi = np.percentile(arr, (0.5, 99.5))
+        return _outlined(_grey(arr, lo, hi), result.labels.array)
+    ct = to_canonical(result.image)
+    lab = to_canonical(result.labels).array
+    hu = ct.array
+    sx, sy, sz = ct.spacing
+    lungs = lab > 0
+    if lungs.any():
+        z, y, x = (int(np.median(i)) for i in np.nonzero(lungs))
+    else:
+        z, y, x = (s // 2 for s in hu.shape)
+    # canonical LPS: x index 0 is the patient's right, shown on the picture's left; superior up
+    views = [(hu[z], lab[z], sy, sx),
+             (hu[::-1, y], lab[::-1, y], sz, sx),
+             (hu[::-1, :, x], lab[::-1, :, x], sz, sy)]
+    tiles = []
+    for img, l, row_mm, col_mm in views:
+        tile = _outlined(_grey(img, -1200, 400), l)
+        h, w = img.shape
+        scale = panel / max(h * row_mm, w * col_mm)
+        tile = tile.resize((max(1, int(w * col_mm * scale)), max(1, int(h * row_mm * scale))),
+                           PILImage.NEAREST)
+        canvas = PILImage.new("RGB", (panel, panel))
+        canvas.paste(tile, ((panel - tile.width) // 2, (panel - tile.height) // 2))
+        tiles.append(canvas)
+    out = PILImage.new("RGB", (panel * 3, panel))
+    for i, t in enumerate(tiles):
+        out.paste(t, (i * panel, 0))
+    return out

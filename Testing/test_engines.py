@@ -1,0 +1,79 @@
+"""Every engine runs end to end: the HU engine on real CTs against reference masks, the network
+engines with randomly initialised weights of each architecture (shapes, labels, geometry only)."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import SAMPLES, dice, shared_path
+from LungSegLib.errors import LungSegError
+from LungSegLib.io import read_image
+from LungSegLib.params import Parameters
+from LungSegLib.pipeline import run_case, segment_image
+
+
+def _mask_on(image_path, mask_path):
+    img, mask = sitk.ReadImage(str(image_path)), sitk.ReadImage(str(mask_path))
+    out = sitk.Resample(mask, img, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return sitk.GetArrayFromImage(out) > 0
+
+
+def test_hu_engine_on_cip_ct_matches_its_lung_mask():
+    result = run_case(SAMPLES / "ct-64.nrrd", Parameters(engine="hu"))
+    truth = _mask_on(SAMPLES / "ct-64.nrrd", SAMPLES / "masks" / "ct-64_wholeLung.nrrd")
+    assert dice(result.labels.array, truth) >= 0.95
+    assert set(np.unique(result.labels.array)) == {0, 1, 2}
+    assert not result.qc["flags"] or result.qc["flags"] == ["mask_touches_border_possibly_truncated"]
+
+
+@pytest.mark.parametrize("case", ["lctsc000", "lctsc005"])
+def test_hu_engine_on_lctsc_cases(case, record_property):
+    folder = shared_path("ct", "lctsc-cambridge-dis-12")
+    result = run_case(folder / f"{case}_ct.nii.gz", Parameters(engine="hu"))
+    d = dice(result.labels.array, _mask_on(folder / f"{case}_ct.nii.gz", folder / f"{case}_lungs.nii.gz"))
+    record_property("dice", d)
+    print(f"{case}: HU engine Dice {d:.4f}")
+    assert d >= 0.90
+
+
+@pytest.mark.parametrize("arch", ["unet", "resunet"])
+@pytest.mark.parametrize("engine", ["ct2d", "ct3d"])
+def test_ct_network_engines_run_with_random_weights(engine, arch, random_weights):
+    image = read_image(SAMPLES / "ct-64.nrrd")
+    result = segment_image(image, Parameters(engine=engine, arch=arch, weights=str(random_weights(engine, arch))))
+    assert result.labels.array.shape == image.array.shape
+    assert result.labels.array.dtype == np.uint8
+    assert set(np.unique(result.labels.array)) <= {0, 1, 2}
+    assert result.labels.spacing == image.spacing and result.labels.origin == image.origin
+    assert result.model["version"] == "user weights" and result.model["arch"] == arch
+
+
+@pytest.mark.parametrize("arch", ["unet", "resunet"])
+def test_cxr_engine_runs_with_random_weights_and_keeps_image_size(arch, random_weights):
+    image = read_image(SAMPLES / "montgomery_MCUCXR_0001_0.png")
+    result = segment_image(image, Parameters(engine="auto", arch=arch, weights=str(random_weights("cxr", arch))))
+    assert result.engine == "cxr"
+    assert result.labels.array.shape == image.array.shape
+    assert set(np.unique(result.labels.array)) <= {0, 1, 2}
+    assert "area_cm2" in result.measurements["structures"]["both"]
+
+
+def test_weights_of_the_wrong_architecture_are_a_clear_error(random_weights):
+    image = read_image(SAMPLES / "ct-64.nrrd")
+    with pytest.raises(LungSegError, match="does not fit model ct2d_resunet"):
+        segment_image(image, Parameters(engine="ct2d", arch="resunet", weights=str(random_weights("ct2d", "unet"))))
+    with pytest.raises(LungSegError, match="not found"):
+        segment_image(image, Parameters(engine="ct2d", weights="/nonexistent/weights.pt"))
+
+
+def test_progress_callback_reports_and_can_cancel(random_weights):
+    from LungSegLib.errors import CancelledError
+
+    image = read_image(SAMPLES / "ct-64.nrrd")
+    seen = []
+    params = Parameters(engine="ct2d", weights=str(random_weights("ct2d")), batch_size=16)
+    segment_image(image, params, progress=lambda f, m: seen.append((f, m)) or True)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) >= 5
+    with pytest.raises(CancelledError):
+        segment_image(image, params, progress=lambda f, m: f < 0.3)
