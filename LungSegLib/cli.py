@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image file, DICOM series folder, or folder of cases")
     s.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     s.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="auto picks ct2d for CT volumes and cxr for radiographs")
-    s.add_argument("--arch", choices=ARCHS, default="unet", help="network architecture (network engines)")
+                   help="auto: cxr for radiographs; ct2d for CT (hu when no ct2d model is shipped)")
+    s.add_argument("--arch", choices=ARCHS, default="auto",
+                   help="network architecture; auto = the best-validated shipped model")
     s.add_argument("--device", choices=DEVICES, default="auto")
     s.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = default)")
     s.add_argument("--modality", choices=("auto", "CT", "CXR"), default="auto", help="force the modality")

@@ -27,9 +27,12 @@ def pick_device(device: str = "auto") -> str:
 def model_for(engine: str, params, device: str):
     """(model, card): the shipped model for the engine/arch, or ``params.weights`` on the default card."""
     task = ENGINE_TASK[engine]
-    card = default_card(task, params.arch) if params.weights else find_card(task, params.arch)
+    arch = None if params.arch == "auto" else params.arch
     if params.weights:
-        card["name"], card["version"] = f"{task}_{params.arch}", "user weights"
+        card = default_card(task, arch or "unet")
+        card["version"] = "user weights"
+    else:
+        card = find_card(task, arch)
     return load_model(card, params.weights or None, device), card
 
 

@@ -40,7 +40,7 @@ def case_name(path: Path) -> str:
     """File name without its extensions, or the folder name for a DICOM series; made safe for a path."""
     path = Path(path)
     name = path.name
-    if path.is_file():
+    if not path.is_dir():
         s = suffix_of(path)
         name = name[: len(name) - len(s)] if s and name.lower().endswith(s) else name
     return sanitize_name(name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 ENGINES = ("auto", "hu", "ct2d", "ct3d", "cxr")
-ARCHS = ("unet", "resunet")
+ARCHS = ("auto", "unet", "resunet")
 DEVICES = ("auto", "cpu", "cuda")
 MODALITIES = ("auto", "CT", "CXR")
 
@@ -16,7 +16,7 @@ MODALITIES = ("auto", "CT", "CXR")
 @dataclass
 class Parameters:
     engine: str = "auto"          # auto | hu | ct2d | ct3d | cxr
-    arch: str = "unet"            # unet | resunet (network engines)
+    arch: str = "auto"            # auto (the best-validated shipped model) | unet | resunet
     device: str = "auto"          # auto | cpu | cuda
     threads: int = 0              # torch intra-op threads; 0 = library default
     modality: str = "auto"        # auto | CT | CXR (force the detected modality)

@@ -40,9 +40,16 @@ class Result:
 
 
 def choose_engine(image: Image, params: Parameters) -> str:
+    """auto: the radiograph model for 2D radiographs; for CT the slice-wise network when its model is
+    shipped (or weights are given), else the HU engine."""
     if params.engine != "auto":
         return params.engine
-    return "cxr" if image.modality == CXR else "ct2d"
+    if image.modality == CXR:
+        return "cxr"
+    from .networks import shipped_cards
+
+    has_ct2d = params.weights or any(c.get("task") == "ct2d" for c in shipped_cards())
+    return "ct2d" if has_ct2d else "hu"
 
 
 def segment_image(image: Image, params: Parameters | None = None, progress=None) -> Result:
