@@ -3,6 +3,8 @@ returns uint8 labels on the same grid (0 background, 1 right lung, 2 left lung) 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .errors import CancelledError, LungSegError
@@ -24,8 +26,12 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+_MODEL_CACHE: dict = {}
+
+
 def model_for(engine: str, params, device: str):
-    """(model, card): the shipped model for the engine/arch, or ``params.weights`` on the default card."""
+    """(model, card): the shipped model for the engine/arch, or ``params.weights`` on the default card.
+    Loaded models are kept per (weights file, its mtime, device), so a batch loads each model once."""
     task = ENGINE_TASK[engine]
     arch = None if params.arch == "auto" else params.arch
     if params.weights:
@@ -33,7 +39,12 @@ def model_for(engine: str, params, device: str):
         card["version"] = "user weights"
     else:
         card = find_card(task, arch)
-    return load_model(card, params.weights or None, device), card
+    path = params.weights or card.get("weights_path")
+    key = (card["name"], str(path), os.path.getmtime(path) if path and os.path.exists(path) else None, device)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()  # keep one model in memory
+        _MODEL_CACHE[key] = load_model(card, params.weights or None, device)
+    return _MODEL_CACHE[key], card
 
 
 def _checked(progress, fraction, message):

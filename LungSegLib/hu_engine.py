@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .postprocess import fill_holes_slicewise, largest_components, split_sides
+from .postprocess import binary_opening_in_box, fill_holes_slicewise, largest_components, split_sides
 
 LUNG_AIR_HU = -320.0
 MIN_LUNG_ML = 30.0
@@ -90,7 +90,7 @@ def segment_hu(hu: np.ndarray, spacing, progress=None) -> np.ndarray:
         return np.zeros(hu.shape, np.uint8)
     report(0.5, "airways")
     cand &= ~airways(hu, cand, spacing)
-    cand = ndimage.binary_opening(cand, iterations=1)
+    cand = binary_opening_in_box(cand, iterations=1)
     cand = largest_components(cand, keep=2, min_fraction=0.1)
     report(0.7, "right/left split")
     labels = split_sides(cand)
