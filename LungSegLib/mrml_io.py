@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from .errors import LungSegError
+from .image import CT, CXR
 from .io import PICTURE_SUFFIXES, VOLUME_SUFFIXES, atomic_path, case_name, dicom_series, read_image, suffix_of
 from .mrml import (image_to_volume_node, labels_to_segmentation_node, measurements_to_table_node,
                    volume_node_to_image, _slicer)
@@ -123,3 +124,34 @@ def segment_volume_node(volume_node, params: Parameters | None = None, progress=
                        ("modality", result.image.modality), ("volume", volume_node.GetID())):
         table.SetAttribute(f"LungSeg.{key}", str(value))
     return seg, table, result
+
+
+def engine_for_node(volume_node, params: Parameters) -> str:
+    """The engine ``segment_volume_node`` will use ("auto" resolved; a single-slice volume is a radiograph)."""
+    import numpy as np
+
+    from .image import Image
+    from .pipeline import choose_engine
+
+    single_slice = volume_node is not None and volume_node.GetImageData() is not None and \
+        volume_node.GetImageData().GetDimensions()[2] == 1
+    modality = params.modality if params.modality != "auto" else (CXR if single_slice else CT)
+    return choose_engine(Image(np.zeros((1, 1, 1)), modality=modality), params)
+
+
+def input_problem(volume_node, params: Parameters) -> str:
+    """Why this volume cannot be segmented with these parameters, in words; "" when it can."""
+    if volume_node is None:
+        return "Select an input volume."
+    image_data = volume_node.GetImageData()
+    if image_data is None:
+        return f"{volume_node.GetName()} holds no image data."
+    dims = image_data.GetDimensions()
+    engine = engine_for_node(volume_node, params)
+    if engine == "cxr" and dims[2] != 1:
+        return f"Engine cxr needs a radiograph (a single-slice volume); {volume_node.GetName()} has {dims[2]} slices."
+    if engine != "cxr" and dims[2] == 1:
+        return f"Engine {engine} needs a CT volume; {volume_node.GetName()} is a single-slice image (use cxr or auto)."
+    if engine != "cxr" and min(dims) < 8:
+        return f"{volume_node.GetName()} has fewer than 8 voxels along an axis ({dims}); expected a chest CT."
+    return ""
