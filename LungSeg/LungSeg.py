@@ -175,7 +175,10 @@ class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateApplyButton()
 
     def updateApplyButton(self, caller=None, event=None):
-        """Apply only when the inputs are valid; Cancel while running."""
+        """Apply only when the inputs are valid; Cancel while running (options locked meanwhile)."""
+        for section in (self.ui.inputsCollapsibleButton, self.ui.advancedCollapsibleButton,
+                        self.ui.outputsCollapsibleButton):
+            section.enabled = not self._running
         if self._running:
             self.ui.applyButton.text = "Cancel"
             self.ui.applyButton.toolTip = "Stop after the current step"
