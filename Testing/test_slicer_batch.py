@@ -70,3 +70,21 @@ def test_batch_rejects_bad_options_and_missing_input(tmp_path):
     assert (tmp_path / "out" / "errors.csv").exists()
     proc = run_script("--input", tmp_path, "--output", tmp_path / "out", "--engine", "magic", cwd=tmp_path)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_batch_radiograph_becomes_a_single_slice_segmentation(tmp_path, random_weights):
+    picture = SAMPLES / "montgomery_MCUCXR_0001_0.png"
+    if not picture.exists():
+        pytest.skip(f"sample {picture} not available")
+    out = tmp_path / "out"
+    proc = run_script("--input", picture, "--output", out, "--engine", "auto", "--device", "cpu",
+                      "--weights", random_weights("cxr"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "engine cxr" in proc.stdout and not (out / "errors.csv").exists()
+    case = out / "montgomery_MCUCXR_0001_0"
+    seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
+    assert seg["voxels"].shape[2] == 1 and [s["id"] for s in seg["segments"]] == ["right_lung", "left_lung"]
+    with open(case / "measurements.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["structure"] for r in rows] == ["right", "left", "both"] and "pixel_count" in rows[0]
+    assert "area_cm2" in rows[0] and "volume_ml" not in rows[0]
