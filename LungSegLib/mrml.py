@@ -33,7 +33,7 @@ COLUMN_DESCRIPTIONS = {
     "gas_volume_ml": "sum(voxel mL x clip(-HU/1000, 0, 1))",
     "mean_hu": "mean CT value in the structure",
     "pixel_count": "projected lung pixels on the radiograph",
-    "area_cm2": "projected lung area (empty when the pixel spacing is unknown)",
+    "area_cm2": "projected lung area (nan when the pixel spacing is unknown)",
     "qc_flags": "quality-control flags of the whole case, separated by ';'",
 }
 _KEEP_ALIVE = []  # logics created for scenes outside the app must outlive this call
