@@ -1,0 +1,383 @@
+"""LungSeg: right/left lung segmentation and lung measurements for chest CT and chest radiographs.
+
+Module, Widget, Logic and Test in Slicer's ScriptedLoadableModule pattern. All computation lives in
+qt-free code (LungSegLib, through :class:`LungSegLogic`); the widget only maps GUI <-> parameter node,
+shows progress and the results table.
+
+Python console::
+
+    logic = slicer.util.getModuleLogic("LungSeg")
+    segmentationNode, tableNode = logic.run(slicer.util.getNode("CT"), engine="auto")
+"""
+
+import enum
+import importlib.util
+import logging
+import os
+import pathlib
+import sys
+from typing import Annotated
+
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+if (_REPO_ROOT / "LungSegLib" / "__init__.py").is_file() and str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))  # module loaded from a source checkout
+
+HELP = """Segments the patient's right and left lung in a chest CT volume or a chest radiograph
+(a single-slice volume) and measures them. Engines: <b>auto</b> (radiograph model for radiographs, else the
+slice-wise CT network when shipped, else HU threshold), <b>ct2d</b> (slice-wise CT network), <b>ct3d</b>
+(3D CT network), <b>cxr</b> (radiograph network), <b>hu</b> (classical HU threshold, no model).<br>
+CT measurements per structure (right, left, both): <b>volume_ml</b> = voxel count x voxel volume;
+<b>weight_g</b> = sum(voxel mL x clip((HU+1000)/1000, 0, 1)) x density (two-compartment gas/tissue model);
+<b>gas_volume_ml</b> = sum(voxel mL x clip(-HU/1000, 0, 1)); <b>mean_hu</b>; volume and weight fractions in
+the HU bands over-aerated (&lt; -900), normally aerated (-900..-500), poorly aerated (-500..-100),
+non-aerated (&ge; -100). Radiographs: projected lung area (pixels, cm&sup2; when the pixel spacing is known).
+See <a href="https://github.com/lungseg/SlicerLungSeg">the project page</a>."""
+
+ACKNOWLEDGEMENT = """Sample data: COPDGene CT (Regan EA et al., COPD 7(1):32-43, 2010) via the Chest Imaging
+Platform test data (Brigham and Women's Hospital, CIP licence); Montgomery County chest X-ray set (Jaeger S
+et al., Quant Imaging Med Surg 4(6):475-477, 2014). Built on MONAI, PyTorch, SimpleITK and 3D Slicer."""
+
+
+class LungSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "LungSeg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["LungSeg contributors"]
+        self.parent.helpText = HELP
+        self.parent.acknowledgementText = ACKNOWLEDGEMENT
+
+
+class Engine(enum.Enum):
+    auto = "auto"
+    hu = "hu"
+    ct2d = "ct2d"
+    ct3d = "ct3d"
+    cxr = "cxr"
+
+    def label(self):
+        return {"auto": "auto", "hu": "HU threshold (no model)", "ct2d": "CT slice-wise network",
+                "ct3d": "CT 3D network", "cxr": "radiograph network"}[self.value]
+
+
+class Arch(enum.Enum):
+    auto = "auto"
+    unet = "unet"
+    resunet = "resunet"
+
+    def label(self):
+        return {"auto": "auto (best validated)", "unet": "UNet", "resunet": "ResUNet"}[self.value]
+
+
+class Device(enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+    def label(self):
+        return {"auto": "auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}[self.value]
+
+
+class Modality(enum.Enum):
+    auto = "auto"
+    CT = "CT"
+    CXR = "CXR"
+
+    def label(self):
+        return {"auto": "auto (single slice = radiograph)", "CT": "CT", "CXR": "radiograph"}[self.value]
+
+
+@parameterNodeWrapper
+class LungSegParameterNode:
+    """Same field names as LungSegLib.params.Parameters, plus the input and output nodes."""
+    inputVolume: vtkMRMLScalarVolumeNode
+    engine: Engine = Engine.auto
+    arch: Arch = Arch.auto
+    device: Device = Device.auto
+    threads: Annotated[int, WithinRange(0, 256)] = 0
+    modality: Modality = Modality.auto
+    density: Annotated[float, WithinRange(0.5, 2.0)] = 1.0
+    weights: pathlib.Path = pathlib.Path("")
+    allow_non_hu: bool = False
+    batch_size: Annotated[int, WithinRange(1, 512)] = 16
+    outputSegmentation: vtkMRMLSegmentationNode
+    outputTable: vtkMRMLTableNode
+
+
+class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._running = False
+        self._cancelRequested = False
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/LungSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = LungSegLogic()
+        self.ui.progressBar.hide()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:  # keep the node; stop mirroring it while the module is hidden
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if first:
+                self._parameterNode.inputVolume = first
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
+        self._parameterNode = parameterNode
+        if parameterNode is not None:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
+            self.updateApplyButton()
+
+    def updateApplyButton(self, caller=None, event=None):
+        """Apply only when the inputs are valid; Cancel while running (options locked meanwhile)."""
+        for section in (self.ui.inputsCollapsibleButton, self.ui.advancedCollapsibleButton,
+                        self.ui.outputsCollapsibleButton):
+            section.enabled = not self._running
+        if self._running:
+            self.ui.applyButton.text = "Cancel"
+            self.ui.applyButton.toolTip = "Stop after the current step"
+            self.ui.applyButton.enabled = True
+            return
+        problem = "" if self._parameterNode is None else self.logic.inputProblem(self._parameterNode)
+        self.ui.applyButton.text = "Apply"
+        self.ui.applyButton.toolTip = problem or "Segment the lungs and measure them"
+        self.ui.applyButton.enabled = self._parameterNode is not None and not problem
+
+    def onApplyButton(self):
+        if self._running:
+            self._cancelRequested = True
+            self.ui.statusLabel.text = "Cancelling..."
+            return
+        if not self.ensurePythonPackages():
+            return
+        from LungSegLib.errors import CancelledError
+
+        p = self._parameterNode
+        self._running, self._cancelRequested = True, False
+        self.updateApplyButton()
+        self.ui.progressBar.show()
+        self.ui.statusLabel.text = ""
+        try:
+            with slicer.util.tryWithErrorDisplay("LungSeg failed.", waitCursor=True):
+                try:
+                    segmentation, table = self.logic.run(
+                        p.inputVolume, progress=self.onProgress, segmentationNode=p.outputSegmentation,
+                        tableNode=p.outputTable, **self.logic.parametersFromNode(p))
+                except CancelledError:
+                    self.ui.statusLabel.text = "Cancelled."
+                    return
+                p.outputSegmentation, p.outputTable = segmentation, table
+                self.showResults(p.inputVolume, segmentation, table)
+        finally:
+            self._running = False
+            self.ui.progressBar.hide()
+            self.updateApplyButton()
+
+    def onProgress(self, fraction, message):
+        """Progress callback handed to the logic: bar + step text; returns False to cancel."""
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.progressBar.setFormat(f"{message} (%p%)")
+        slicer.app.processEvents()
+        return not self._cancelRequested
+
+    def showResults(self, volume, segmentation, table):
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        segmentation.GetDisplayNode().SetVisibility(True)
+        self.ui.resultsTableView.setMRMLTableNode(table)
+        self.ui.resultsCollapsibleButton.collapsed = False
+        result = self.logic.lastResult
+        flags = result.qc.get("flags", []) if result else []
+        self.ui.statusLabel.text = (f"Done with engine {result.engine}." if result else "Done.") + \
+            (f" QC: {', '.join(flags)}" if flags else "")
+
+    def ensurePythonPackages(self):
+        """Install missing packages on first use, after the user agrees (never at import)."""
+        missing = self.logic.missingPackages(self.logic.parametersFromNode(self._parameterNode),
+                                             self._parameterNode.inputVolume)
+        if not missing:
+            return True
+        names = ", ".join(requirement for _, requirement in missing)
+        if not slicer.util.confirmOkCancelDisplay(
+                f"LungSeg needs these Python packages: {names}.\nInstall them now? This may take several minutes.",
+                "LungSeg: install Python packages"):
+            return False
+        with slicer.util.tryWithErrorDisplay("Installing Python packages failed.", waitCursor=True):
+            self.logic.installPackages(missing)
+            return True
+        return False
+
+
+class LungSegLogic(ScriptedLoadableModuleLogic):
+    """All computation; usable without the GUI (Python console, batch). Qt-free."""
+
+    PIP_REQUIREMENTS = {"monai": "monai>=1.3", "scipy": "scipy", "SimpleITK": "SimpleITK>=2.2",
+                        "PIL": "pillow", "pydicom": "pydicom>=3"}
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.lastResult = None
+
+    def getParameterNode(self):
+        return LungSegParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def parametersFromNode(p) -> dict:
+        weights = "" if str(p.weights) in ("", ".") else str(p.weights)
+        return {"engine": p.engine.value, "arch": p.arch.value, "device": p.device.value, "threads": p.threads,
+                "modality": p.modality.value, "density": p.density, "weights": weights,
+                "allow_non_hu": p.allow_non_hu, "batch_size": p.batch_size}
+
+    def inputProblem(self, p) -> str:
+        from LungSegLib.mrml_io import input_problem
+        from LungSegLib.params import Parameters
+
+        return input_problem(p.inputVolume, Parameters(**self.parametersFromNode(p)))
+
+    def missingPackages(self, parameters: dict, volumeNode=None) -> list:
+        """(module, requirement) pairs not importable for this run; torch comes from the PyTorch extension."""
+        modules = ["numpy", "scipy", "SimpleITK"]
+        try:
+            from LungSegLib.mrml_io import engine_for_node
+            from LungSegLib.params import Parameters
+
+            network = engine_for_node(volumeNode, Parameters(**parameters)) != "hu"
+        except ImportError:
+            network = parameters.get("engine") != "hu"
+        if network:
+            modules += ["torch", "monai"]
+        return [(m, "torch" if m == "torch" else self.PIP_REQUIREMENTS.get(m, m))
+                for m in modules if importlib.util.find_spec(m) is None]
+
+    def installPackages(self, missing: list):
+        from LungSegLib.errors import LungSegError
+
+        if any(module == "torch" for module, _ in missing):
+            try:
+                import PyTorchUtils
+            except ImportError:
+                raise LungSegError("PyTorch is missing: install the 'PyTorch' extension from the Extensions "
+                                   "Manager, restart Slicer and press Apply again.") from None
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torchLogic.torchInstalled() and torchLogic.installTorch(
+                    askConfirmation=False, torchVersionRequirement=">=2.0") is None:
+                raise LungSegError("PyTorch could not be installed; see the Python console for details.")
+        for module, requirement in missing:
+            if module != "torch":
+                logging.info(f"LungSeg: pip install {requirement}")
+                slicer.util.pip_install(requirement)
+
+    def run(self, volumeNode, engine="auto", arch="auto", device="auto", density=1.0, progress=None,
+            segmentationNode=None, tableNode=None, **options):
+        """Segment and measure ``volumeNode`` (CT or single-slice radiograph).
+
+        Returns ``(segmentationNode, tableNode)``; new nodes are created unless given. ``options`` are the
+        other LungSegLib Parameters fields (threads, modality, weights, allow_non_hu, batch_size).
+        ``progress(fraction, message)`` returning False cancels (raises LungSegLib.errors.CancelledError).
+        """
+        from LungSegLib.mrml_io import segment_volume_node
+        from LungSegLib.params import Parameters
+
+        params = Parameters(engine=engine, arch=arch, device=device, density=density, **options).validate()
+        logging.info(f"LungSeg: segmenting {volumeNode.GetName() if volumeNode else None} with {params}")
+        segmentation, table, self.lastResult = segment_volume_node(volumeNode, params, progress,
+                                                                    segmentationNode, tableNode)
+        return segmentation, table
+
+
+class LungSegTest(ScriptedLoadableModuleTest):
+    """Offline: a synthetic chest phantom and the bundled CIP sample, with the HU engine (no weights)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_synthetic_phantom()
+        self.setUp()
+        self.test_bundled_sample()
+
+    def test_synthetic_phantom(self):
+        from LungSegLib.mrml import image_to_volume_node, segmentation_to_labels
+        from LungSegLib.phantom import chest_phantom
+
+        self.delayDisplay("Synthetic chest phantom")
+        image, truth, volume_ml = chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))
+        volume = image_to_volume_node(image, slicer.mrmlScene, "phantom")
+        steps = []
+        segmentation, table = LungSegLogic().run(volume, engine="hu",
+                                                 progress=lambda f, m: steps.append(m) or True)
+        self.assertTrue(steps)
+        labels = segmentation_to_labels(segmentation, volume)
+        for value in (1, 2):
+            dice = 2 * ((labels == value) & (truth == value)).sum() / ((labels == value).sum() + (truth == value).sum())
+            self.assertGreater(dice, 0.95)
+        segments = segmentation.GetSegmentation()
+        self.assertEqual(segments.GetSegment("right_lung").GetName(), "Right lung")
+        self.assertEqual(segments.GetSegment("left_lung").GetName(), "Left lung")
+        self.assertEqual(table.GetNumberOfRows(), 3)
+        right = table.GetTable().GetValueByName(0, "volume_ml").ToDouble()
+        self.assertAlmostEqual(right / volume_ml, 1.0, delta=0.05)
+        self.delayDisplay("Phantom passed")
+
+    def test_bundled_sample(self):
+        from LungSegLib.mrml_io import load_volume
+
+        candidates = [pathlib.Path(os.path.dirname(__file__)) / "Resources" / "Samples" / "ct-64.nrrd",  # installed
+                      _REPO_ROOT / "samples" / "ct-64.nrrd"]  # source checkout
+        sample = next((c for c in candidates if c.is_file()), None)
+        if sample is None:
+            self.delayDisplay("Bundled sample ct-64.nrrd not found; skipped")
+            return
+        self.delayDisplay(f"Bundled sample {sample}")
+        volume = load_volume(sample, slicer.mrmlScene)
+        segmentation, table = LungSegLogic().run(volume, engine="hu")
+        both = table.GetTable().GetValueByName(2, "volume_ml").ToDouble()
+        self.assertTrue(3000 < both < 6500, f"both lungs {both:.0f} mL")  # reference mask: 4554 mL
+        self.assertGreater(table.GetTable().GetValueByName(2, "weight_g").ToDouble(), 0)
+        self.delayDisplay("Bundled sample passed")

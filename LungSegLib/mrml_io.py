@@ -1,0 +1,157 @@
+"""Loading and saving through MRML storage nodes (the classes Slicer itself uses), and the one call
+that segments a volume node: :func:`segment_volume_node` (used by the module's logic, the Python
+console and the headless batch script).
+
+Radiograph pictures (PNG/JPEG/TIFF) and radiograph DICOM files cannot be read by Slicer's volume
+storage node outside the app, so they go through :func:`LungSegLib.io.read_image` and are pushed
+into a single-slice volume node. Every file is written atomically (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import LungSegError
+from .image import CT, CXR
+from .io import PICTURE_SUFFIXES, VOLUME_SUFFIXES, atomic_path, case_name, dicom_series, read_image, suffix_of
+from .mrml import (image_to_volume_node, labels_to_segmentation_node, measurements_to_table_node,
+                   volume_node_to_image, _slicer)
+from .params import Parameters
+
+
+def load_volume(path, scene, name: str = "", modality: str = "auto"):
+    """Load a CT volume (NRRD/NIfTI/MHA or a DICOM series folder) through the volume archetype storage
+    node, or a radiograph (picture or DICOM file) through LungSegLib's readers; returns the node."""
+    slicer = _slicer()
+    path = Path(path)
+    if not path.exists():
+        raise LungSegError(f"{path}: no such file or folder")
+    name = name or case_name(path)
+    first_file = None
+    if path.is_dir():
+        series = dicom_series(path)
+        if not series:
+            raise LungSegError(f"{path}: folder holds no DICOM series")
+        first_file = max(series.values(), key=len)[0]
+    elif suffix_of(path) in VOLUME_SUFFIXES:
+        first_file = str(path)
+    if first_file is None or suffix_of(path) in PICTURE_SUFFIXES:
+        image = read_image(path, modality)
+        return image_to_volume_node(image, scene, name)
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(first_file)
+    storage.SetSingleFile(0 if path.is_dir() else 1)
+    if not storage.ReadData(node) or node.GetImageData() is None:
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise LungSegError(f"{path}: cannot be read as a volume by Slicer's volume reader")
+    if node.GetImageData().GetNumberOfScalarComponents() > 1:
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)  # colour pictures stored as volumes: LungSegLib turns them grey
+        return image_to_volume_node(read_image(path, modality), scene, name)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def _write_with_storage_node(node, path: Path, extra_suffixes=()):
+    """Write ``node`` with its default storage node to a temporary name, then rename it (and the
+    side files the storage node writes, e.g. ``.schema.csv``) into place."""
+    scene = node.GetScene()
+    storage = node.GetStorageNode()
+    if storage is None:
+        storage = node.CreateDefaultStorageNode()
+        scene.AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetUseCompression(1)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        storage.SetFileName(str(tmp))
+        if not storage.WriteData(node):
+            raise LungSegError(f"{path}: {node.GetClassName()} could not be written")
+        for suffix in extra_suffixes:  # side files named after the temporary file
+            side = Path(str(tmp)[: -len(path.suffix)] + suffix)
+            if side.exists():
+                os.replace(side, str(path)[: -len(path.suffix)] + suffix)
+    storage.SetFileName(str(path))
+    for written in [path] + [Path(str(path)[: -len(path.suffix)] + s) for s in extra_suffixes]:
+        if written.exists():  # temporary files are private (0600); results get the usual permissions
+            os.chmod(written, 0o666 & ~_umask())
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_segmentation(segmentation_node, path) -> Path:
+    """Save as a Slicer ``.seg.nrrd`` through vtkMRMLSegmentationStorageNode."""
+    return _write_with_storage_node(segmentation_node, path)
+
+
+def save_table(table_node, path) -> Path:
+    """Save as ``.csv`` (plus Slicer's ``.schema.csv`` with units) through vtkMRMLTableStorageNode."""
+    return _write_with_storage_node(table_node, path, extra_suffixes=(".schema.csv",))
+
+
+def save_volume(volume_node, path) -> Path:
+    """Save a volume (e.g. ``.nrrd``) through its default storage node."""
+    return _write_with_storage_node(volume_node, path)
+
+
+def segment_volume_node(volume_node, params: Parameters | None = None, progress=None,
+                        segmentation_node=None, table_node=None):
+    """Segment the lungs of a CT or radiograph volume node and measure them.
+
+    Returns ``(segmentation_node, table_node, result)``; new nodes are added to the volume's scene
+    (or the given ones are filled). ``progress(fraction, message)`` returning False cancels.
+    """
+    from .pipeline import segment_image
+
+    if volume_node is None or volume_node.GetScene() is None:
+        raise LungSegError("select an input volume that is in the scene")
+    image = volume_node_to_image(volume_node)
+    result = segment_image(image, params or Parameters(), progress)
+    seg = labels_to_segmentation_node(result.labels.array, volume_node, segmentation_node)
+    table = measurements_to_table_node(result.measurements, result.qc, volume_node.GetScene(), table_node,
+                                       name=f"{volume_node.GetName()} lung measurements")
+    for key, value in (("engine", result.engine), ("model", result.model.get("name") or ""),
+                       ("modality", result.image.modality), ("volume", volume_node.GetID())):
+        table.SetAttribute(f"LungSeg.{key}", str(value))
+    return seg, table, result
+
+
+def engine_for_node(volume_node, params: Parameters) -> str:
+    """The engine ``segment_volume_node`` will use ("auto" resolved; a single-slice volume is a radiograph)."""
+    import numpy as np
+
+    from .image import Image
+    from .pipeline import choose_engine
+
+    single_slice = volume_node is not None and volume_node.GetImageData() is not None and \
+        volume_node.GetImageData().GetDimensions()[2] == 1
+    modality = params.modality if params.modality != "auto" else (CXR if single_slice else CT)
+    return choose_engine(Image(np.zeros((1, 1, 1)), modality=modality), params)
+
+
+def input_problem(volume_node, params: Parameters) -> str:
+    """Why this volume cannot be segmented with these parameters, in words; "" when it can."""
+    if volume_node is None:
+        return "Select an input volume."
+    image_data = volume_node.GetImageData()
+    if image_data is None:
+        return f"{volume_node.GetName()} holds no image data."
+    dims = image_data.GetDimensions()
+    engine = engine_for_node(volume_node, params)
+    if engine == "cxr" and dims[2] != 1:
+        return f"Engine cxr needs a radiograph (a single-slice volume); {volume_node.GetName()} has {dims[2]} slices."
+    if engine != "cxr" and dims[2] == 1:
+        return f"Engine {engine} needs a CT volume; {volume_node.GetName()} is a single-slice image (use cxr or auto)."
+    if engine != "cxr" and min(dims) < 8:
+        return f"{volume_node.GetName()} has fewer than 8 voxels along an axis ({dims}); expected a chest CT."
+    return ""

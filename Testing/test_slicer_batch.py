@@ -1,0 +1,90 @@
+"""LungSeg/Scripts/lungseg_batch.py under plain python with slicer-core: outputs, failures, exit status."""
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="slicer-core is not installed")
+slicerio = pytest.importorskip("slicerio")
+
+from conftest import REPO, SAMPLES  # noqa: E402
+from LungSegLib.params import Parameters  # noqa: E402
+from LungSegLib.pipeline import run_case  # noqa: E402
+
+SCRIPT = REPO / "LungSeg" / "Scripts" / "lungseg_batch.py"
+CIP_CT = SAMPLES / "ct-64.nrrd"
+if not CIP_CT.exists():  # before the sample is bundled: the shared copy
+    CIP_CT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "cip-copdgene-ct64" / "ct-64.nrrd"
+
+
+def run_script(*args, cwd):
+    # run from a foreign folder: the script must find LungSegLib relative to itself
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_batch_on_cip_sample_with_a_bad_case(tmp_path):
+    if not CIP_CT.exists():
+        pytest.skip(f"CIP sample {CIP_CT} not available")
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(CIP_CT, cases / "ct-64.nrrd")
+    (cases / "broken.nrrd").write_text("not an image")
+    out = tmp_path / "out"
+    proc = run_script("--input", cases, "--output", out, "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "case broken failed" in proc.stderr and "ct-64: ok" in proc.stdout
+    with open(out / "errors.csv", newline="") as f:
+        errors = list(csv.DictReader(f))
+    assert [e["case"] for e in errors] == ["broken"] and "cannot be read" in errors[0]["error"]
+    assert not (out / "broken").exists()
+    case = out / "ct-64"
+    assert sorted(p.name for p in case.iterdir()) == ["lungs.seg.nrrd", "measurements.csv", "measurements.schema.csv"]
+
+    reference = run_case(CIP_CT, Parameters(engine="hu"))
+    seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
+    assert [s["name"] for s in seg["segments"]] == ["Right lung", "Left lung"]
+    labels = slicerio.extract_segments(seg, [("Right lung", 1), ("Left lung", 2)])
+    assert np.array_equal(labels["voxels"].T, reference.labels.array)
+    assert np.allclose(labels["ijkToLPS"], reference.labels.ijk_to_lps())
+
+    with open(case / "measurements.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["structure"] for r in rows] == ["right", "left", "both"]
+    for row in rows:
+        expected = reference.measurements["structures"][row["structure"]]
+        assert int(row["voxel_count"]) == expected["voxel_count"]
+        for column in ("volume_ml", "weight_g", "gas_volume_ml", "mean_hu", "non_aerated_volume_fraction"):
+            assert float(row[column]) == pytest.approx(expected[column], rel=1e-5)  # CSV keeps 6 digits
+        assert row["qc_flags"] == ";".join(reference.qc["flags"])
+
+
+def test_batch_rejects_bad_options_and_missing_input(tmp_path):
+    proc = run_script("--input", tmp_path / "nowhere", "--output", tmp_path / "out", "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1 and "no such file or folder" in proc.stderr
+    assert (tmp_path / "out" / "errors.csv").exists()
+    proc = run_script("--input", tmp_path, "--output", tmp_path / "out", "--engine", "magic", cwd=tmp_path)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_batch_radiograph_becomes_a_single_slice_segmentation(tmp_path, random_weights):
+    picture = SAMPLES / "montgomery_MCUCXR_0001_0.png"
+    if not picture.exists():
+        pytest.skip(f"sample {picture} not available")
+    out = tmp_path / "out"
+    proc = run_script("--input", picture, "--output", out, "--engine", "auto", "--device", "cpu",
+                      "--weights", random_weights("cxr"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "engine cxr" in proc.stdout and not (out / "errors.csv").exists()
+    case = out / "montgomery_MCUCXR_0001_0"
+    seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
+    assert seg["voxels"].shape[2] == 1 and [s["id"] for s in seg["segments"]] == ["right_lung", "left_lung"]
+    with open(case / "measurements.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["structure"] for r in rows] == ["right", "left", "both"] and "pixel_count" in rows[0]
+    assert "area_cm2" in rows[0] and "volume_ml" not in rows[0]

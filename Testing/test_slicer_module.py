@@ -1,0 +1,126 @@
+"""LungSeg/LungSeg.py's Logic and its built-in LungSegTest against real MRML (slicer-core).
+
+slicer-core has no Slicer *Python layer* (ScriptedLoadableModule, parameterNodeWrapper, the app's
+scene singleton), so minimal stand-ins for exactly those are installed for the import; every MRML
+class stays real. The widget needs Qt/PythonQt and is covered by test_ui.py and by reading.
+"""
+
+import importlib.util
+import pathlib
+import sys
+import types
+import unittest
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
+
+from conftest import REPO  # noqa: E402
+from LungSegLib import mrml  # noqa: E402
+from LungSegLib.params import Parameters  # noqa: E402
+from LungSegLib.phantom import chest_phantom  # noqa: E402
+
+
+def slicer_python_layer(scene):
+    """Stand-ins for the parts of Slicer's Python layer that slicer-core does not ship."""
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = parent
+
+    class ScriptedLoadableModuleLogic:
+        def getParameterNode(self):
+            return scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "LungSeg")
+
+    class ScriptedLoadableModuleTest(unittest.TestCase):
+        def delayDisplay(self, message, msec=None):
+            print(message)
+
+    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
+                ScriptedLoadableModuleTest):
+        setattr(slm, cls.__name__, cls)
+    pnw = types.ModuleType("slicer.parameterNodeWrapper")
+    pnw.parameterNodeWrapper = lambda cls: cls
+    pnw.WithinRange = lambda lo, hi: ("WithinRange", lo, hi)
+    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw}
+
+
+@pytest.fixture()
+def module(monkeypatch):
+    scene = mrml.new_scene()
+    for name, stand_in in slicer_python_layer(scene).items():
+        monkeypatch.setitem(sys.modules, name, stand_in)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    spec = importlib.util.spec_from_file_location("LungSeg", REPO / "LungSeg" / "LungSeg.py")
+    lungseg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lungseg)
+    return lungseg, scene
+
+
+def test_logic_run_returns_segmentation_and_table(module):
+    lungseg, scene = module
+    image, truth, volume_ml = chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))
+    volume = mrml.image_to_volume_node(image, scene, "phantom")
+    logic = lungseg.LungSegLogic()
+    steps = []
+    segmentation, table = logic.run(volume, engine="hu", density=1.05, progress=lambda f, m: steps.append((f, m)))
+    assert segmentation.IsA("vtkMRMLSegmentationNode") and table.IsA("vtkMRMLTableNode")
+    assert segmentation.GetScene() is scene and steps[-1] == (1.0, "done")
+    assert np.array_equal(mrml.segmentation_to_labels(segmentation, volume), logic.lastResult.labels.array)
+    assert logic.lastResult.measurements["method"]["density_g_per_ml"] == 1.05
+    again = logic.run(volume, engine="hu", segmentationNode=segmentation, tableNode=table)
+    assert again == (segmentation, table)
+
+
+def test_builtin_slicer_self_test_passes_offline(module):
+    lungseg, _ = module
+    result = unittest.TextTestRunner(stream=open("/dev/null", "w")).run(lungseg.LungSegTest("runTest"))
+    assert result.wasSuccessful(), result.errors + result.failures
+
+
+def parameter_node(lungseg, volume, **changes):
+    values = dict(inputVolume=volume, engine=lungseg.Engine.auto, arch=lungseg.Arch.auto, device=lungseg.Device.auto,
+                  threads=0, modality=lungseg.Modality.auto, density=1.0, weights=pathlib.Path(""),
+                  allow_non_hu=False, batch_size=16, outputSegmentation=None, outputTable=None)
+    values.update(changes)
+    return SimpleNamespace(**values)
+
+
+def test_parameter_node_maps_onto_lungseglib_parameters(module):
+    lungseg, _ = module
+    p = parameter_node(lungseg, None, engine=lungseg.Engine.ct3d, weights=pathlib.Path("/m/w.pt"), threads=3)
+    params = Parameters(**lungseg.LungSegLogic.parametersFromNode(p)).validate()
+    assert (params.engine, params.weights, params.threads) == ("ct3d", "/m/w.pt", 3)
+    assert Parameters(**lungseg.LungSegLogic.parametersFromNode(parameter_node(lungseg, None))).weights == ""
+
+
+def test_apply_is_blocked_with_a_reason_for_invalid_inputs(module):
+    lungseg, scene = module
+    logic = lungseg.LungSegLogic()
+    assert "Select an input volume" in logic.inputProblem(parameter_node(lungseg, None))
+    cxr = mrml.image_to_volume_node(mrml.Image(np.random.rand(64, 64).astype(np.float32), spacing=(1.0, 1.0),
+                                               origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0), modality="CXR"),
+                                    scene, "cxr")
+    assert "needs a CT volume" in logic.inputProblem(parameter_node(lungseg, cxr, engine=lungseg.Engine.hu))
+    assert logic.inputProblem(parameter_node(lungseg, cxr)) == ""  # auto -> radiograph model
+    ct = mrml.image_to_volume_node(chest_phantom(shape=(16, 32, 32), spacing=(4.0, 4.0, 4.0))[0], scene, "ct")
+    assert "needs a radiograph" in logic.inputProblem(parameter_node(lungseg, ct, engine=lungseg.Engine.cxr))
+    assert logic.inputProblem(parameter_node(lungseg, ct, engine=lungseg.Engine.hu)) == ""
+
+
+def test_missing_packages_only_lists_what_the_engine_needs(module, monkeypatch):
+    lungseg, _ = module
+    logic = lungseg.LungSegLogic()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(lungseg.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("torch", "monai") else real_find_spec(name, *a))
+    hu = Parameters(engine="hu").to_dict()
+    assert logic.missingPackages(hu) == []
+    assert logic.missingPackages(Parameters(engine="cxr").to_dict()) == [("torch", "torch"), ("monai", "monai>=1.3")]
