@@ -68,6 +68,20 @@ def is_localizer(ds) -> bool:
                for v in (getattr(ds, "ImageType", None) or []))
 
 
+def check_complete(path, ds) -> None:
+    """A DICOM file with uncompressed pixel data must be at least as large as its pixel data."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None or ts.is_compressed:
+        return
+    need = (int(getattr(ds, "Rows", 0) or 0) * int(getattr(ds, "Columns", 0) or 0)
+            * int(getattr(ds, "SamplesPerPixel", 1) or 1) * int(getattr(ds, "NumberOfFrames", 1) or 1)
+            * int(getattr(ds, "BitsAllocated", 16) or 16) // 8)
+    have = Path(path).stat().st_size
+    if have < need:
+        raise LungSegError(f"{path}: DICOM file is truncated ({have} bytes, its pixel data alone needs {need}); "
+                           "expected a complete DICOM file")
+
+
 def _series_summary(uid: str, files: list) -> dict:
     first = read_header(files[0])
     return {"uid": uid, "files": files, "n": len(files), "modality": str(getattr(first, "Modality", "")),
@@ -79,15 +93,21 @@ def choose_series(folder: Path, wanted: str | None = None) -> tuple:
     series = dicom_series(folder)
     if not series:
         raise LungSegError(f"{folder}: folder holds no DICOM series; expected DICOM files of one CT series")
+    in_series = {Path(f).name for files in series.values() for f in files}
+    stray = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name not in in_series and p.suffix.lower() in (".dcm", ".dicom", ""))
+    warnings = []
+    if stray:
+        warnings.append(f"{len(stray)} file(s) in {safe_text(folder.name)} are not readable DICOM and were ignored: "
+                        f"{', '.join(safe_text(n, 60) for n in stray[:3])}{' ...' if len(stray) > 3 else ''}")
     if wanted:
         if wanted not in series:
             raise LungSegError(f"{folder}: no DICOM series {safe_text(wanted)!r} in this folder; series found: "
                                f"{', '.join(f'{u} ({len(f)} files)' for u, f in series.items())}")
-        return wanted, series[wanted], []
+        return wanted, series[wanted], warnings
     info = [_series_summary(u, f) for u, f in series.items()]
     info.sort(key=lambda s: (not s["localizer"], s["modality"].upper() == "CT", s["n"]), reverse=True)
     best = info[0]
-    warnings = []
     if len(info) > 1:
         others = ", ".join(f"{s['uid']} ({s['n']} files{', scout' if s['localizer'] else ''})" for s in info[1:])
         warnings.append(f"{len(info)} DICOM series in {safe_text(folder.name)}; chose {best['uid']} "
@@ -105,6 +125,8 @@ def order_slices(folder: Path, files: list) -> tuple:
     """Sort the files of one series along the slice normal; drop other orientations (when a dominant one
     exists) and duplicate instances; warn about gaps. Returns (files, headers of the first file, warnings)."""
     headers = [(f, read_header(f)) for f in files]
+    for f, h in headers:
+        check_complete(f, h)
     warnings = []
     scouts = [f for f, h in headers if is_localizer(h)]
     if scouts and len(scouts) == len(headers):
@@ -119,7 +141,7 @@ def order_slices(folder: Path, files: list) -> tuple:
     groups = Counter(tuple(np.round(np.asarray(h.ImageOrientationPatient, float), 3)) for _, h in headers)
     if len(groups) > 1:
         main, count = groups.most_common(1)[0]
-        if count < 0.5 * len(headers):
+        if count < 0.75 * len(headers):
             raise LungSegError(f"{folder}: series mixes {len(groups)} slice orientations with no dominant one "
                                f"({dict(groups.most_common(3))}); expected one orientation per series")
         headers = [(f, h) for f, h in headers
@@ -177,6 +199,7 @@ def read_dicom_file(path: Path):
     from .io import from_sitk_any, sitk_read
 
     ds = read_header(path)
+    check_complete(path, ds)
     modality = str(getattr(ds, "Modality", "")).upper()
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     check_size(path, (int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0), frames),

@@ -132,7 +132,8 @@ def sitk_read(fn, path):
         return fn()
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
-        raise LungSegError(f"{path}: cannot be read as an image ({first[:200]})") from None
+        raise LungSegError(f"{path}: cannot be read as an image ({first[:200]}); expected a complete NIfTI, NRRD, "
+                           "MetaImage or DICOM image") from None
 
 
 def from_sitk_any(img: sitk.Image, path, single_slice_ct: bool | None = None) -> Image:

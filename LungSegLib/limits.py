@@ -60,7 +60,9 @@ def volume_header(path: Path) -> dict:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
         raise LungSegError(f"{path}: cannot be read as an image ({first[:200]}); expected a NIfTI, NRRD or "
                            "MetaImage volume") from None
-    return {"size": tuple(reader.GetSize()), "dimension": reader.GetDimension(),
+    keys = set(reader.GetMetaDataKeys())
+    return {"meta": {k: reader.GetMetaData(k) for k in ("vox_offset", "bitpix") if k in keys},
+            "size": tuple(reader.GetSize()), "dimension": reader.GetDimension(),
             "components": reader.GetNumberOfComponents(), "pixel": sitk.GetPixelIDValueAsString(reader.GetPixelID()),
             "spacing": tuple(reader.GetSpacing())}
 
@@ -76,4 +78,35 @@ def check_volume_header(path: Path) -> dict:
         raise LungSegError(f"{path}: volume has {comps} components per voxel ({h['pixel']}, e.g. RGB or "
                            "vector data); expected a single-component (grey) CT volume")
     check_size(path, size, comps)
+    if str(path).lower().endswith((".nii", ".nii.gz")) and {"vox_offset", "bitpix"} <= set(h["meta"]):
+        check_nifti_complete(path, h)
     return h
+
+
+def check_nifti_complete(path: Path, h: dict) -> None:
+    """ITK reads a truncated NIfTI without complaint (the missing voxels become garbage or zeros): compare
+    the bytes the header needs with the bytes the file holds (for .nii.gz, decompressed up to that point)."""
+    import gzip
+    import zlib
+
+    voxels = 1
+    for n in h["size"]:
+        voxels *= int(n)
+    need = int(float(h["meta"]["vox_offset"])) + voxels * h["components"] * int(h["meta"]["bitpix"]) // 8
+    if str(path).lower().endswith(".gz"):
+        have = 0
+        try:
+            with gzip.open(path, "rb") as f:
+                while have < need:
+                    chunk = f.read(min(1 << 24, need - have))
+                    if not chunk:
+                        break
+                    have += len(chunk)
+        except (OSError, EOFError, zlib.error) as e:
+            raise LungSegError(f"{path}: compressed data is truncated or corrupt ({type(e).__name__}: "
+                               f"{str(e)[:80]}); expected a complete .nii.gz file") from None
+    else:
+        have = Path(path).stat().st_size
+    if have < need:
+        raise LungSegError(f"{path}: file is truncated: it holds {have} bytes of image data and header, the header "
+                           f"needs {need}; expected a complete NIfTI file")

@@ -58,7 +58,8 @@ def read_picture(path: Path) -> Image:
     except LungSegError:
         raise
     except Exception as e:  # PIL raises several types for truncated or fake files
-        raise LungSegError(f"{path}: cannot be read as a picture ({type(e).__name__}: {str(e)[:120]})") from None
+        raise LungSegError(f"{path}: cannot be read as a picture ({type(e).__name__}: {str(e)[:120]}); expected a "
+                           "complete PNG, JPEG or TIFF image") from None
     if arr.ndim == 3:
         arr = arr[..., :3].mean(axis=-1)
     if arr.ndim != 2:

@@ -82,8 +82,8 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
                            "(pass --allow-non-hu to run anyway)")
     if (lo < PLAUSIBLE_HU[0] or hi > PLAUSIBLE_HU[1]) and not params.allow_non_hu:
         raise LungSegError(f"{src}: intensities {lo:.6g}..{hi:.6g} exceed any Hounsfield range "
-                           f"({PLAUSIBLE_HU[0]:.0f}..{PLAUSIBLE_HU[1]:.0f}): integer overflow, wrong data type or "
-                           "corrupt data; pass --allow-non-hu to run anyway")
+                           f"({PLAUSIBLE_HU[0]:.0f}..{PLAUSIBLE_HU[1]:.0f}): "
+                           f"{_overflow_cause(arr)}; pass --allow-non-hu to run anyway")
     if not params.allow_non_hu and not looks_like_hu(arr):
         raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
                            f"({describe_range(arr)}); expected air near -1000 HU and soft tissue near 0-60 HU; "
@@ -132,3 +132,9 @@ def describe_range(arr: np.ndarray) -> str:
         return f"non-negative data {p1:.0f}..{p99:.0f} (1st-99th percentile), e.g. MR or PET"
     return f"too little air below -500 or tissue near 0 (1st-99th percentile {p1:.0f}..{p99:.0f})"
 
+
+
+def _overflow_cause(arr: np.ndarray) -> str:
+    if np.issubdtype(arr.dtype, np.unsignedinteger) and (_sample(arr) > 60000).mean() > 0.01:
+        return "negative HU wrapped around (signed data stored as unsigned)"
+    return "integer overflow, wrong data type or corrupt data"
