@@ -4,7 +4,10 @@ and the others go on; outputs are atomic; a finished case is never overwritten w
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -16,9 +19,47 @@ from .report import csv_rows, rows_to_csv, write_case
 ERROR_COLUMNS = ["case", "input", "error"]
 
 
+PARTIAL = re.compile(r"^\..+\.(partial|old)-[A-Za-z0-9_]+$")  # our temporary case folders
+PART_FILE = re.compile(r"^\..+\.part(\.[A-Za-z0-9.]+)?$")     # atomic_path's temporary files
+
+
+def remove_stale_partials(outdir: Path) -> int:
+    """Remove what an interrupted run (kill -9, power cut) left: hidden temporary case folders and files.
+    Only names LungSeg itself creates are touched."""
+    n = 0
+    for entry in outdir.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and PARTIAL.match(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            n += 1
+        elif entry.is_file() and PART_FILE.match(entry.name):
+            entry.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def write_case_atomically(result, case: str, case_dir: Path) -> dict:
+    """Write every file of a case into a hidden temporary folder beside it, then rename the folder into
+    place: OUTDIR/<case> is either absent, the previous complete result, or the new complete result."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{case}.partial-", dir=case_dir.parent))
+    try:
+        report = write_case(result, case, tmp)
+        old = None
+        if case_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{case}.old-", dir=case_dir.parent))
+            case_dir.replace(old / "case")
+        tmp.replace(case_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return report
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True) -> dict:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(outdir)
     cases, errors = [], []
     for raw in inputs:  # a bad input path is one failed case, not the end of the batch
         try:
@@ -39,9 +80,12 @@ def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_
                 rows.extend(csv_rows(case, json.loads(done.read_text())))
                 skipped += 1
                 continue
+            if case_dir.exists() and not done.exists() and not (overwrite or resume):
+                raise LungSegError(f"{case_dir} exists but holds no finished case; pass --resume or --overwrite "
+                                   "to replace it")
             bar.set_description(case[:30])
             result = run_case(path, params, progress=_slice_progress(bar, case))
-            rows.extend(csv_rows(case, write_case(result, case, case_dir)))
+            rows.extend(csv_rows(case, write_case_atomically(result, case, case_dir)))
             ok += 1
         except LungSegError as e:
             errors.append({"case": case, "input": str(path), "error": str(e)})

@@ -47,6 +47,13 @@ def model_for(engine: str, params, device: str):
     return _MODEL_CACHE[key], card
 
 
+def _cleaned(labels: np.ndarray, card: dict):
+    """Post-process, keeping for QC how many large components the network produced before cleaning."""
+    from .qc import count_large_components
+
+    return clean_labels(labels), {**card, "raw_large_components": count_large_components(labels > 0)}
+
+
 def _checked(progress, fraction, message):
     if progress is not None and progress(fraction, message) is False:
         raise CancelledError("cancelled by the user")
@@ -69,7 +76,7 @@ def segment_ct2d(image: Image, params, progress=None):
             x = torch.from_numpy(pp.slices_to_model(vol[start:start + bs], box, size, hu_range)).to(device)
             prob = torch.softmax(model(x), dim=1).float().cpu().numpy()
             labels[start:start + bs] = pp.slices_from_model(prob, box, vol[start:start + bs].shape)
-    return clean_labels(labels), card
+    return _cleaned(labels, card)
 
 
 def segment_ct3d(image: Image, params, progress=None):
@@ -103,7 +110,7 @@ def segment_ct3d(image: Image, params, progress=None):
             better = up > best
             labels[better] = c
             best = np.maximum(best, up)
-    return clean_labels(labels), card
+    return _cleaned(labels, card)
 
 
 def segment_cxr(image: Image, params, progress=None):
@@ -117,14 +124,16 @@ def segment_cxr(image: Image, params, progress=None):
     with torch.inference_mode():
         prob = torch.softmax(model(x), dim=1)[0].float().cpu().numpy()
     up = pp.resize(prob, image.array.shape, mode="bilinear")
-    return clean_labels(np.argmax(up, axis=0).astype(np.uint8)), card
+    return _cleaned(np.argmax(up, axis=0).astype(np.uint8), card)
 
 
 def segment_hu_engine(image: Image, params, progress=None):
     from .hu_engine import segment_hu
 
-    labels = segment_hu(image.array, image.spacing, progress)
-    return labels, {"name": "hu-threshold", "version": "1", "task": "hu", "arch": None}
+    info = {}
+    labels = segment_hu(image.array, image.spacing, progress, info=info)
+    return labels, {"name": "hu-threshold", "version": "1", "task": "hu", "arch": None,
+                    "raw_large_components": info.get("large_components")}
 
 
 ENGINES = {"hu": segment_hu_engine, "ct2d": segment_ct2d, "ct3d": segment_ct3d, "cxr": segment_cxr}

@@ -77,13 +77,19 @@ def airways(hu: np.ndarray, cand: np.ndarray, spacing, max_ml: float = 250.0) ->
     return empty
 
 
-def segment_hu(hu: np.ndarray, spacing, progress=None) -> np.ndarray:
-    """Labels (0/1 right/2 left) for a canonical (z, y, x) HU volume with (x, y, z) spacing in mm."""
+def segment_hu(hu: np.ndarray, spacing, progress=None, info: dict | None = None) -> np.ndarray:
+    """Labels (0/1 right/2 left) for a canonical (z, y, x) HU volume with (x, y, z) spacing in mm.
+    ``info`` (optional) receives ``large_components``: air components inside the body at least 10% of the
+    largest, before the two largest are kept (for the QC flag)."""
     report = progress or (lambda f, m: True)
     report(0.1, "HU threshold")
     air = hu < LUNG_AIR_HU
     cand = outside_air_removed(air)
     report(0.3, "lung components")
+    if info is not None:
+        from .qc import count_large_components
+
+        info["large_components"] = count_large_components(cand, 0.1)
     cand = largest_components(cand, keep=2, min_fraction=0.1)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     if cand.sum() * voxel_ml < MIN_LUNG_ML:

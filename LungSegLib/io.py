@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom import SERIES_SEP, dicom_series, is_dicom_file, read_dicom_file, read_dicom_folder, split_series
 from .errors import LungSegError
 from .image import CT, CXR, Image
+from .limits import check_volume_header, safe_text
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -46,44 +48,38 @@ def case_name(path: Path) -> str:
     return sanitize_name(name)
 
 
+RESERVED_NAMES = {"measurements.csv", "errors.csv", "lungs.seg.nrrd"}
+
+
 def sanitize_name(name: str, max_len: int = 100) -> str:
+    """A case name safe as one folder inside OUTDIR: only letters, digits, '.', '_', '-'; no leading dot
+    (so no '..' and no hidden names), at most ``max_len`` characters, never an OUTDIR-level file name."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._-")
-    return (name[:max_len] or "case")
+    name = name[:max_len].rstrip("._-") or "case"
+    return name + "_case" if name.lower() in RESERVED_NAMES else name
 
 
 # ----------------------------------------------------------------------------------------- discovery
-def is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def dicom_series(folder: Path) -> dict:
-    """Series UID -> sorted file names of the DICOM series directly inside ``folder``."""
-    reader = sitk.ImageSeriesReader()
-    out = {}
-    for uid in reader.GetGDCMSeriesIDs(str(folder)):
-        out[uid] = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
-    return out
-
-
 def list_cases(inputs) -> list:
-    """Expand CLI inputs into ``(case_name, path)`` pairs: files, DICOM series folders, folders of cases."""
+    """Expand CLI inputs into ``(case_name, path)`` pairs: files, DICOM series folders (``FOLDER::UID`` picks
+    one series), folders of cases."""
     cases = []
     for raw in inputs:
-        path = Path(raw)
+        path, uid = split_series(raw)
         if not path.exists():
-            raise LungSegError(f"{path}: no such file or folder")
-        if path.is_file():
+            raise LungSegError(f"{safe_text(path, 300)}: no such file or folder")
+        if uid is not None:
+            if not path.is_dir():
+                raise LungSegError(f"{path}: '{SERIES_SEP}UID' needs a DICOM folder; got a file")
+            cases.append((sanitize_name(f"{path.name}_{uid[-12:]}"), str(raw)))
+        elif path.is_file():
             cases.append((case_name(path), path))
         elif dicom_series(path):
             cases.append((sanitize_name(path.name), path))
         else:
             found = []
-            for child in sorted(path.iterdir()):
+            children = sorted(path.iterdir())
+            for child in children:
                 if child.name.startswith(".") or child.name in SKIP_NAMES:
                     continue
                 if child.is_dir():
@@ -92,8 +88,9 @@ def list_cases(inputs) -> list:
                 elif suffix_of(child) in VOLUME_SUFFIXES + PICTURE_SUFFIXES or is_dicom_file(child):
                     found.append((case_name(child), child))
             if not found:
-                raise LungSegError(f"{path}: folder holds no readable image or DICOM series "
-                                   f"(expected {', '.join(VOLUME_SUFFIXES + PICTURE_SUFFIXES)} or DICOM)")
+                what = "is empty" if not children else f"holds {len(children)} entries but no readable image"
+                raise LungSegError(f"{path}: folder {what} (expected {', '.join(VOLUME_SUFFIXES + PICTURE_SUFFIXES)} "
+                                   "files, DICOM files or DICOM series folders)")
             cases.extend(found)
     names = {}
     unique = []
@@ -106,12 +103,13 @@ def list_cases(inputs) -> list:
 
 # ----------------------------------------------------------------------------------------- reading
 def read_image(path, modality: str = "auto") -> Image:
-    """Read a CT volume or a radiograph, keeping full geometry; ``modality`` forces CT or CXR."""
-    path = Path(path)
+    """Read a CT volume or a radiograph, keeping full geometry; ``modality`` forces CT or CXR.
+    Sizes are checked from the header before any pixel is read (:mod:`LungSegLib.limits`)."""
+    path, uid = split_series(path)
     if not path.exists():
-        raise LungSegError(f"{path}: no such file or folder")
+        raise LungSegError(f"{safe_text(path, 300)}: no such file or folder")
     if path.is_dir():
-        image = _read_dicom_folder(path)
+        image = read_dicom_folder(path, uid)
     else:
         s = suffix_of(path)
         if s in PICTURE_SUFFIXES:
@@ -119,39 +117,55 @@ def read_image(path, modality: str = "auto") -> Image:
         elif s in VOLUME_SUFFIXES:
             image = _read_sitk(path)
         elif is_dicom_file(path) or s in (".dcm", ".dicom"):
-            image = _read_dicom_file(path)
+            image = read_dicom_file(path)
         else:
             raise LungSegError(f"{path}: unsupported file type {s or '(none)'}; expected "
                                f"{', '.join(VOLUME_SUFFIXES + PICTURE_SUFFIXES)}, DICOM or a DICOM folder")
-    image.meta.setdefault("source", str(path))
+    image.meta.setdefault("source", str(path) + (f"{SERIES_SEP}{uid}" if uid else ""))
     if modality in (CT, CXR):
         image.modality = modality
     return image
 
 
-def _sitk_read(fn, path):
+def sitk_read(fn, path):
     try:
         return fn()
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
-        raise LungSegError(f"{path}: cannot be read as an image ({first[:200]})") from None
+        raise LungSegError(f"{path}: cannot be read as an image ({first[:200]}); expected a complete NIfTI, NRRD, "
+                           "MetaImage or DICOM image") from None
 
 
-def _from_sitk_any(img: sitk.Image, path) -> Image:
+def from_sitk_any(img: sitk.Image, path, single_slice_ct: bool | None = None) -> Image:
+    """SimpleITK image -> :class:`Image`. A one-slice volume stays a CT slice when ``single_slice_ct`` (DICOM
+    CT) or, when unknown (None), when its values look like HU; otherwise it is a radiograph stored as a volume."""
+    if img.GetDimension() == 4:
+        if img.GetSize()[3] != 1:
+            raise LungSegError(f"{path}: 4D image of size {img.GetSize()}; expected a 3D CT volume or a 2D radiograph")
+        img = sitk.Extract(img, list(img.GetSize()[:3]) + [0], [0, 0, 0, 0])
     if img.GetNumberOfComponentsPerPixel() > 1:
+        n = img.GetNumberOfComponentsPerPixel()
+        if img.GetDimension() == 3 and img.GetSize()[2] == 1:
+            img = img[:, :, 0]
         if img.GetDimension() == 2:
-            img = sitk.VectorIndexSelectionCast(img, 0) if img.GetNumberOfComponentsPerPixel() < 3 else \
-                _rgb_to_grey(img)
+            img = sitk.VectorIndexSelectionCast(img, 0) if n < 3 else _rgb_to_grey(img)
         else:
-            raise LungSegError(f"{img.GetNumberOfComponentsPerPixel()}-component volume; expected a "
-                               "single-component CT volume")
+            raise LungSegError(f"{path}: {n}-component volume (e.g. RGB); expected a single-component CT volume")
     dim = img.GetDimension()
-    if dim == 4:
-        raise LungSegError(f"4D image of size {img.GetSize()}; expected a 3D CT volume or a 2D radiograph")
-    if dim == 3 and img.GetSize()[2] == 1:  # single-slice volume: a radiograph stored as a volume
-        img2 = img[:, :, 0]
-        return Image.from_sitk(img2, modality=CXR)
+    if dim == 3 and img.GetSize()[2] == 1:
+        arr = sitk.GetArrayViewFromImage(img)
+        keep_ct = single_slice_ct if single_slice_ct is not None else float(np.percentile(arr, 1)) < -500
+        if not keep_ct:  # a radiograph stored as a one-slice volume
+            image = Image.from_sitk(img[:, :, 0], modality=CXR)
+            image.meta["single_slice"] = True
+            return image
+        image = Image.from_sitk(img, modality=CT)
+        image.meta["single_slice"] = True
+        return image
     return Image.from_sitk(img, modality=CT if dim == 3 else CXR)
+
+
+_sitk_read, _from_sitk_any = sitk_read, from_sitk_any  # former private names
 
 
 def _rgb_to_grey(img: sitk.Image) -> sitk.Image:
@@ -162,42 +176,17 @@ def _rgb_to_grey(img: sitk.Image) -> sitk.Image:
 
 
 def _read_sitk(path: Path) -> Image:
-    img = _sitk_read(lambda: sitk.ReadImage(str(path)), path)
-    return _from_sitk_any(img, path)
+    check_volume_header(path)  # size / dimension / components from the header, before reading pixels
+    img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
+    return from_sitk_any(img, path)
 
 
 def _read_dicom_folder(folder: Path) -> Image:
-    series = dicom_series(folder)
-    if not series:
-        raise LungSegError(f"{folder}: folder holds no DICOM series")
-    uid, files = max(series.items(), key=lambda kv: len(kv[1]))
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    img = _sitk_read(reader.Execute, folder)
-    image = _from_sitk_any(img, folder)
-    image.meta["series_uid"] = uid
-    image.meta["series_slices"] = len(files)
-    if len(series) > 1:
-        others = ", ".join(f"{u} ({len(f)} files)" for u, f in series.items() if u != uid)
-        image.meta.setdefault("warnings", []).append(
-            f"{len(series)} DICOM series in {folder.name}; chose {uid} with the most slices ({len(files)}); "
-            f"others: {others}")
-    return image
+    return read_dicom_folder(folder)
 
 
 def _read_dicom_file(path: Path) -> Image:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    except Exception as e:  # pydicom raises many types for broken files
-        raise LungSegError(f"{path}: not a readable DICOM file ({type(e).__name__}: {str(e)[:120]})") from None
-    if str(getattr(ds, "Modality", "")).upper() in ("CR", "DX", "DR", "RG", "MG") or int(
-            getattr(ds, "NumberOfFrames", 1) or 1) == 1 and not hasattr(ds, "SliceThickness"):
-        from .radiograph import read_dicom_radiograph
-
-        return read_dicom_radiograph(path)
-    return _read_sitk(path)
+    return read_dicom_file(path)
 
 
 def _read_picture(path: Path) -> Image:

@@ -102,7 +102,10 @@ def load_model(card: dict, weights_path=None, device="cpu"):
     path = weights_path or card.get("weights_path")
     if not path:
         raise LungSegError(f"model {card['name']}: no weights file given")
-    state = load_state(path, device)
+    try:
+        state = load_state(path, device)
+    except LungSegError as e:
+        raise LungSegError(f"model {card['name']}: {e}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

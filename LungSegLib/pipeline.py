@@ -13,8 +13,9 @@ from .engines import ENGINES
 from .errors import LungSegError
 from .image import CT, CXR, Image, from_canonical, to_canonical
 from .io import read_image
-from .measure import hu_calibration, measure_ct, measure_cxr
+from .measure import measure_ct, measure_cxr
 from .params import Parameters
+from .qc import qc_ct, qc_cxr  # noqa: F401 (qc_ct/qc_cxr were defined here)
 from .validate import check_image
 
 
@@ -69,10 +70,10 @@ def segment_image(image: Image, params: Parameters | None = None, progress=None)
     label_image = image.with_array(labels.astype(np.uint8))
     if image.modality == CT:
         measurements = measure_ct(labels, image.array, image.voxel_volume_ml, params.density)
-        qc = qc_ct(labels_c, canonical, measurements)
+        qc = qc_ct(labels_c, canonical, measurements, card.get("raw_large_components"))
     else:
         measurements = measure_cxr(labels, image)
-        qc = qc_cxr(labels, measurements)
+        qc = qc_cxr(labels, measurements, card.get("raw_large_components"), image)
     if progress is not None:
         progress(1.0, "done")
     return Result(image, label_image, engine, card, measurements, qc, warnings,
@@ -96,45 +97,4 @@ def _set_threads(n: int) -> None:
         torch.set_num_threads(int(n))
 
 
-def qc_ct(labels_c: np.ndarray, canonical: Image, m: dict) -> dict:
-    s = m["structures"]
-    both_l = s["both"]["volume_ml"] / 1000.0
-    flags = []
-    cal = hu_calibration(canonical.array)
-    if not cal["ok"]:
-        flags.append("hu_calibration_off")
-    if s["both"]["voxel_count"] == 0:
-        flags.append("no_lung_found")
-    else:
-        if not 1.0 <= both_l <= 10.0:
-            flags.append("lung_volume_outside_1_10_L")
-        r, l = s["right"]["volume_ml"], s["left"]["volume_ml"]
-        ratio = r / l if l else None
-        if ratio is None or not 0.6 <= ratio <= 1.8:
-            flags.append("right_left_ratio_outside_0.6_1.8")
-        lungs = labels_c > 0
-        border = (lungs[0].any() or lungs[-1].any() or lungs[:, 0].any() or lungs[:, -1].any()
-                  or lungs[:, :, 0].any() or lungs[:, :, -1].any())
-        if border:
-            flags.append("mask_touches_border_possibly_truncated")
-    return {"flags": flags, "hu_calibration": cal,
-            "right_left_volume_ratio": (s["right"]["volume_ml"] / s["left"]["volume_ml"]
-                                        if s["left"]["volume_ml"] else None)}
-
-
-def qc_cxr(labels: np.ndarray, m: dict) -> dict:
-    flags = []
-    frac = m["structures"]["both"]["pixel_count"] / labels.size
-    if m["structures"]["both"]["pixel_count"] == 0:
-        flags.append("no_lung_found")
-    elif not (m["structures"]["right"]["pixel_count"] and m["structures"]["left"]["pixel_count"]):
-        flags.append("not_two_lungs_possibly_lateral_or_non_chest")
-    elif not 0.08 <= frac <= 0.6:
-        flags.append("implausible_lung_area_fraction")
-    ratio = m.get("right_left_area_ratio")
-    if ratio is not None and not 0.6 <= ratio <= 1.8:
-        flags.append("right_left_ratio_outside_0.6_1.8")
-    return {"flags": flags, "lung_area_fraction": frac}
-
-
-__all__ = ["Result", "segment_image", "run_case", "choose_engine", "LungSegError"]
+__all__ = ["Result", "segment_image", "run_case", "choose_engine", "qc_ct", "qc_cxr", "LungSegError"]

@@ -13,18 +13,44 @@ import numpy as np
 from .errors import LungSegError
 from .image import CXR, Image
 
-MAX_PIXELS = 20000 * 20000  # refuse before decoding anything larger
+MAX_PIXELS = 12000 * 12000  # declared size above this is refused before decoding (decompression bombs)
+MAX_SIDE = 4096  # larger radiographs are downscaled by an integer factor right after decoding
+
+
+def _factor(w: int, h: int) -> int:
+    return max(1, -(-max(w, h) // MAX_SIDE))
+
+
+def _block_mean(arr: np.ndarray, f: int) -> np.ndarray:
+    """Downscale a 2D array by an integer factor (mean of f x f blocks) without float copies of the input."""
+    h, w = (arr.shape[0] // f) * f, (arr.shape[1] // f) * f
+    return arr[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _downscale(image: Image, f: int, size) -> Image:
+    if f <= 1:
+        return image
+    image.array = _block_mean(image.array, f)
+    image.spacing = tuple(float(s) * f for s in image.spacing)
+    image.meta["downscale_factor"] = f
+    image.meta.setdefault("warnings", []).append(
+        f"radiograph of {size[0]}x{size[1]} pixels downscaled by {f} to {image.array.shape[1]}x{image.array.shape[0]} "
+        f"(limit {MAX_SIDE} pixels a side); labels and pixel counts are on the reduced grid, areas in cm2 unchanged")
+    return image
 
 
 def read_picture(path: Path) -> Image:
     from PIL import Image as PILImage
 
     PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
+    f = 1
     try:
         with PILImage.open(path) as im:
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise LungSegError(f"{path}: image of {w}x{h} pixels exceeds the limit of {MAX_PIXELS} pixels")
+                raise LungSegError(f"{path}: picture declares {w}x{h} = {w * h:.3g} pixels, more than the limit of "
+                                   f"{MAX_PIXELS:.3g} pixels; refused before decoding")
+            f = _factor(w, h)
             im.load()
             if im.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
                 im = im.convert("L") if im.mode != "LA" else im.getchannel(0)
@@ -32,15 +58,17 @@ def read_picture(path: Path) -> Image:
     except LungSegError:
         raise
     except Exception as e:  # PIL raises several types for truncated or fake files
-        raise LungSegError(f"{path}: cannot be read as a picture ({type(e).__name__}: {str(e)[:120]})") from None
+        raise LungSegError(f"{path}: cannot be read as a picture ({type(e).__name__}: {str(e)[:120]}); expected a "
+                           "complete PNG, JPEG or TIFF image") from None
     if arr.ndim == 3:
         arr = arr[..., :3].mean(axis=-1)
     if arr.ndim != 2:
         raise LungSegError(f"{path}: picture has shape {arr.shape}; expected a 2D grey or RGB image")
-    image = Image(arr.astype(np.float32), spacing=(1.0, 1.0), origin=(0.0, 0.0),
+    bits = 16 if arr.dtype == np.uint16 or arr.max() > 255 else 8
+    image = Image(arr if f > 1 else arr.astype(np.float32), spacing=(1.0, 1.0), origin=(0.0, 0.0),
                   direction=(1.0, 0.0, 0.0, 1.0), modality=CXR, spacing_known=False)
-    image.meta["bits"] = 16 if arr.dtype == np.uint16 or arr.max() > 255 else 8
-    return image
+    image.meta["bits"] = bits
+    return _downscale(image, f, (w, h))
 
 
 def read_dicom_radiograph(path: Path) -> Image:
@@ -57,6 +85,9 @@ def read_dicom_radiograph(path: Path) -> Image:
         arr = arr.mean(axis=-1)
     if arr.ndim != 2:
         raise LungSegError(f"{path}: DICOM image has shape {arr.shape}; expected a single 2D radiograph")
+    size, f = (arr.shape[1], arr.shape[0]), _factor(arr.shape[1], arr.shape[0])
+    if f > 1:  # before the LUTs, which make float64 copies
+        arr = _block_mean(arr, f).round().astype(arr.dtype)
     arr = apply_modality_lut(arr, ds)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         arr = apply_voi_lut(arr, ds)
@@ -70,4 +101,13 @@ def read_dicom_radiograph(path: Path) -> Image:
                   modality=CXR, spacing_known=known)
     image.meta["photometric"] = str(getattr(ds, "PhotometricInterpretation", ""))
     image.meta["view"] = str(getattr(ds, "ViewPosition", ""))
+    if image.meta["view"].upper() in ("LL", "RL", "LLD", "RLD", "LATERAL"):
+        image.meta.setdefault("warnings", []).append(f"lateral view ({image.meta['view']}); LungSeg expects a "
+                                                     "frontal (PA/AP) chest radiograph")
+    if f > 1:
+        image.spacing = tuple(float(v) * f for v in image.spacing)
+        image.meta["downscale_factor"] = f
+        image.meta.setdefault("warnings", []).append(
+            f"radiograph of {size[0]}x{size[1]} pixels downscaled by {f} to {arr.shape[1]}x{arr.shape[0]} "
+            f"(limit {MAX_SIDE} pixels a side); labels and pixel counts are on the reduced grid")
     return image

@@ -1,5 +1,6 @@
 """One validation layer for the CLI, the batch script and the Slicer logic: what was read must make
-sense for the engine asked for, or the user gets an error saying what was wrong and what was expected."""
+sense for the engine asked for, or the user gets an error saying what was wrong and what was expected.
+Odd but usable input passes with a warning (reported in measurements.json and on the Slicer status)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import numpy as np
 
 from .errors import LungSegError
 from .image import CT, CXR, Image
+from .limits import MAX_VOXELS
 
-MAX_VOXELS = 1024 * 1024 * 1200  # ~1.26e9: a 1024x1024x1200 CT; beyond that we refuse before allocating
+CT_ENGINES = ("hu", "ct2d", "ct3d")
+MIN_SLICES = 8
+THIN_MM, THICK_MM = 0.5, 5.0
+PLAUSIBLE_HU = (-3100.0, 32000.0)  # beyond this no CT scanner writes HU: integer overflow or garbage
 
 
 def check_image(image: Image, engine: str, params) -> list:
@@ -18,44 +23,118 @@ def check_image(image: Image, engine: str, params) -> list:
     arr = image.array
     if arr.size == 0:
         raise LungSegError(f"{src}: image is empty (shape {arr.shape})")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise LungSegError(f"{src}: voxel type {arr.dtype} is not numeric")
+    if arr.size > MAX_VOXELS:
+        raise LungSegError(f"{src}: image of shape {arr.shape} has more than the limit of {MAX_VOXELS:.3g} voxels")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise LungSegError(f"{src}: voxel type {arr.dtype} is not real-valued; expected integer or float intensities")
+    if image.ndim not in (2, 3):
+        raise LungSegError(f"{src}: {image.ndim}D array of shape {arr.shape}; expected a 3D CT volume or a 2D "
+                           "radiograph")
+    sp = np.asarray(image.spacing, float)
+    if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise LungSegError(f"{src}: voxel spacing {tuple(image.spacing)} is not positive and finite; expected "
+                           "spacing in mm > 0")
     if np.issubdtype(arr.dtype, np.floating):
         bad = ~np.isfinite(arr)
         if bad.all():
             raise LungSegError(f"{src}: every voxel is NaN or Inf; expected finite intensities")
         if bad.any():
             warnings.append(f"{int(bad.sum())} NaN/Inf voxels replaced by the minimum value")
-            arr = np.where(bad, np.nanmin(np.where(bad, np.nan, arr)), arr)
+            arr = np.where(bad, np.min(arr[~bad]), arr)
             image.array = arr
     lo, hi = float(arr.min()), float(arr.max())
     if lo == hi:
-        raise LungSegError(f"{src}: every voxel has the value {lo}; expected a chest image with contrast")
-    if engine in ("hu", "ct2d", "ct3d"):
-        if image.ndim != 3 or image.modality != CT:
-            raise LungSegError(f"{src}: engine {engine} needs a 3D CT volume; got a {image.ndim}D "
-                               f"{image.modality} image of shape {arr.shape} (use --engine cxr for radiographs)")
-        if min(arr.shape) < 8:
-            raise LungSegError(f"{src}: volume of shape {arr.shape} has fewer than 8 voxels along an axis; "
-                               "expected a chest CT volume (a single slice or scout cannot be measured)")
-        if not params.allow_non_hu and not looks_like_hu(arr):
-            raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
-                               "(expected air near -1000 HU and soft tissue near 0-60 HU); "
-                               "pass --allow-non-hu to run anyway")
+        raise LungSegError(f"{src}: every voxel has the value {lo:g} (constant image); expected a chest image "
+                           "with contrast")
+    if image.meta.get("scout"):
+        raise LungSegError(f"{src}: scout/localiser image (DICOM ImageType {'/'.join(image.meta.get('image_type', []))}); "
+                           "expected an axial CT series or a chest radiograph")
+    if engine in CT_ENGINES:
+        _check_ct(image, engine, params, src, lo, hi, warnings)
     elif engine == "cxr":
         if image.ndim != 2 or image.modality != CXR:
-            raise LungSegError(f"{src}: engine cxr needs a 2D radiograph; got a {image.ndim}D image of shape "
-                               f"{arr.shape} (use --engine ct2d, ct3d or hu for CT volumes)")
+            what = "a single CT slice" if image.meta.get("single_slice") else f"a {image.ndim}D image"
+            raise LungSegError(f"{src}: engine cxr needs a 2D radiograph; got {what} of shape {arr.shape} "
+                               f"(use --engine ct2d, ct3d or hu for CT volumes)")
         if min(arr.shape) < 32:
             raise LungSegError(f"{src}: radiograph of {arr.shape[1]}x{arr.shape[0]} pixels is too small; "
                                "expected at least 32x32")
+        h, w = arr.shape
+        if max(h, w) > 3 * min(h, w):
+            warnings.append(f"radiograph aspect ratio {w}x{h} is unusual for a chest radiograph")
     return warnings
+
+
+def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
+    arr = image.array
+    if image.meta.get("single_slice") or (image.ndim == 3 and min(arr.shape) == 1):
+        raise LungSegError(f"{src}: single axial slice (shape {arr.shape}); engine {engine} needs a 3D CT volume "
+                           f"with at least {MIN_SLICES} slices (give the whole series folder)")
+    if image.ndim != 3 or image.modality != CT:
+        raise LungSegError(f"{src}: engine {engine} needs a 3D CT volume; got a {image.ndim}D "
+                           f"{image.modality} image of shape {arr.shape} (use --engine cxr for radiographs)")
+    if min(arr.shape) < MIN_SLICES:
+        raise LungSegError(f"{src}: volume of shape {arr.shape} has fewer than {MIN_SLICES} voxels along an axis; "
+                           "expected a chest CT volume (a few slices or a scout cannot be measured)")
+    dicom_modality = image.meta.get("dicom_modality", "")
+    if dicom_modality not in ("", "CT") and not params.allow_non_hu:
+        raise LungSegError(f"{src}: DICOM modality {dicom_modality}; engine {engine} needs CT in Hounsfield units "
+                           "(pass --allow-non-hu to run anyway)")
+    if (lo < PLAUSIBLE_HU[0] or hi > PLAUSIBLE_HU[1]) and not params.allow_non_hu:
+        raise LungSegError(f"{src}: intensities {lo:.6g}..{hi:.6g} exceed any Hounsfield range "
+                           f"({PLAUSIBLE_HU[0]:.0f}..{PLAUSIBLE_HU[1]:.0f}): "
+                           f"{_overflow_cause(arr)}; pass --allow-non-hu to run anyway")
+    if not params.allow_non_hu and not looks_like_hu(arr):
+        raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
+                           f"({describe_range(arr)}); expected air near -1000 HU and soft tissue near 0-60 HU; "
+                           "pass --allow-non-hu to run anyway")
+    sz = float(image.spacing[2])
+    if sz < THIN_MM:
+        warnings.append(f"very thin slices ({sz:.2f} mm)")
+    elif sz > THICK_MM:
+        warnings.append(f"thick slices ({sz:.1f} mm): partial-volume effects, volumes are approximate")
+    if min(arr.shape) < 48:
+        warnings.append(f"small volume {arr.shape}: results are coarse")
+
+
+def _sample(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 3:
+        step = max(1, int(round((arr.size / 2e6) ** (1 / 3))))  # about 2 million voxels at most
+        return arr[::step, ::step, ::step]
+    return arr
 
 
 def looks_like_hu(arr: np.ndarray) -> bool:
     """A chest CT in HU has a clear share of voxels below -500 (air, lung) and values near 0 (tissue)."""
-    sample = arr[::4, ::4, ::4] if arr.ndim == 3 else arr
+    sample = _sample(arr)
     lo = float(np.percentile(sample, 1))
     share_air = float((sample < -500).mean())
     share_tissue = float(((sample > -200) & (sample < 200)).mean())
     return lo < -500 and share_air > 0.02 and share_tissue > 0.02
+
+
+def describe_range(arr: np.ndarray) -> str:
+    """Words for what a non-HU intensity range probably is."""
+    sample = _sample(arr)
+    p1, p99 = (float(v) for v in np.percentile(sample, (1, 99)))
+    lo, hi = float(sample.min()), float(sample.max())
+    if lo >= 0 and hi <= 255:
+        return f"8-bit data 0..255 (1st-99th percentile {p1:.0f}..{p99:.0f}), e.g. a screenshot or a windowed export"
+    dense = sample[sample > 500]
+    if lo >= 0 and hi <= 4095 and p1 < 100 and dense.size and 800 <= float(np.median(dense)) <= 1300:
+        return (f"unsigned 0..4095 data with air near {p1:.0f} and tissue near 1000-1100: probably CT stored without "
+                "its rescale intercept (-1024)")
+    if lo >= 0 and hi <= 4095:
+        return f"12-bit data 0..4095 (1st-99th percentile {p1:.0f}..{p99:.0f}), no air below -500"
+    if lo >= 0 and hi > 60000 and np.issubdtype(arr.dtype, np.unsignedinteger):
+        return "unsigned data with values near 65535: negative HU wrapped around (signed data read as unsigned)"
+    if lo >= 0:
+        return f"non-negative data {p1:.0f}..{p99:.0f} (1st-99th percentile), e.g. MR or PET"
+    return f"too little air below -500 or tissue near 0 (1st-99th percentile {p1:.0f}..{p99:.0f})"
+
+
+
+def _overflow_cause(arr: np.ndarray) -> str:
+    if np.issubdtype(arr.dtype, np.unsignedinteger) and (_sample(arr) > 60000).mean() > 0.01:
+        return "negative HU wrapped around (signed data stored as unsigned)"
+    return "integer overflow, wrong data type or corrupt data"

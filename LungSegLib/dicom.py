@@ -1,0 +1,223 @@
+"""DICOM readers: series discovery and choice, and the checks a DICOM folder needs before its pixels are
+read (scout/localiser series, mixed orientations, duplicate instances, missing slices, size limits).
+
+A folder may hold several series. LungSeg takes the CT series with the most slices that is not a scout
+and says so in a warning; the user can pick a series with ``FOLDER::SeriesInstanceUID``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import LungSegError
+from .limits import check_size, safe_text
+
+SERIES_SEP = "::"
+RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX", "XA")
+HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "SOPInstanceUID",
+               "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "NumberOfFrames", "SliceThickness",
+               "SamplesPerPixel", "BitsAllocated"]
+
+
+def split_series(raw) -> tuple:
+    """``FOLDER::UID`` -> (Path(FOLDER), UID); anything else -> (Path(raw), None)."""
+    text = str(raw)
+    if SERIES_SEP in text:
+        folder, uid = text.rsplit(SERIES_SEP, 1)
+        return Path(folder), uid.strip() or None
+    return Path(text), None
+
+
+def is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def dicom_series(folder: Path) -> dict:
+    """Series UID -> file names of the DICOM series directly inside ``folder``."""
+    reader = sitk.ImageSeriesReader()
+    out = {}
+    try:
+        for uid in reader.GetGDCMSeriesIDs(str(folder)):
+            out[uid] = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
+    except RuntimeError:
+        return {}
+    return out
+
+
+def read_header(path):
+    import pydicom
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=HEADER_TAGS)
+    except Exception as e:  # pydicom raises many types for broken files
+        raise LungSegError(f"{path}: not a readable DICOM file ({type(e).__name__}: {str(e)[:120]}); "
+                           "expected a DICOM image") from None
+
+
+def is_localizer(ds) -> bool:
+    return any("LOCALIZER" in str(v).upper() or "SCOUT" in str(v).upper()
+               for v in (getattr(ds, "ImageType", None) or []))
+
+
+def check_complete(path, ds) -> None:
+    """A DICOM file with uncompressed pixel data must be at least as large as its pixel data."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None or ts.is_compressed:
+        return
+    need = (int(getattr(ds, "Rows", 0) or 0) * int(getattr(ds, "Columns", 0) or 0)
+            * int(getattr(ds, "SamplesPerPixel", 1) or 1) * int(getattr(ds, "NumberOfFrames", 1) or 1)
+            * int(getattr(ds, "BitsAllocated", 16) or 16) // 8)
+    have = Path(path).stat().st_size
+    if have < need:
+        raise LungSegError(f"{path}: DICOM file is truncated ({have} bytes, its pixel data alone needs {need}); "
+                           "expected a complete DICOM file")
+
+
+def _series_summary(uid: str, files: list) -> dict:
+    first = read_header(files[0])
+    return {"uid": uid, "files": files, "n": len(files), "modality": str(getattr(first, "Modality", "")),
+            "localizer": is_localizer(first), "description": safe_text(getattr(first, "SeriesDescription", ""))}
+
+
+def choose_series(folder: Path, wanted: str | None = None) -> tuple:
+    """(uid, files, warnings): the series the user asked for, or the non-scout CT series with most files."""
+    series = dicom_series(folder)
+    if not series:
+        raise LungSegError(f"{folder}: folder holds no DICOM series; expected DICOM files of one CT series")
+    in_series = {Path(f).name for files in series.values() for f in files}
+    stray = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name not in in_series and p.suffix.lower() in (".dcm", ".dicom", ""))
+    warnings = []
+    if stray:
+        warnings.append(f"{len(stray)} file(s) in {safe_text(folder.name)} are not readable DICOM and were ignored: "
+                        f"{', '.join(safe_text(n, 60) for n in stray[:3])}{' ...' if len(stray) > 3 else ''}")
+    if wanted:
+        if wanted not in series:
+            raise LungSegError(f"{folder}: no DICOM series {safe_text(wanted)!r} in this folder; series found: "
+                               f"{', '.join(f'{u} ({len(f)} files)' for u, f in series.items())}")
+        return wanted, series[wanted], warnings
+    info = [_series_summary(u, f) for u, f in series.items()]
+    info.sort(key=lambda s: (not s["localizer"], s["modality"].upper() == "CT", s["n"]), reverse=True)
+    best = info[0]
+    if len(info) > 1:
+        others = ", ".join(f"{s['uid']} ({s['n']} files{', scout' if s['localizer'] else ''})" for s in info[1:])
+        warnings.append(f"{len(info)} DICOM series in {safe_text(folder.name)}; chose {best['uid']} "
+                        f"({best['modality'] or '?'} '{best['description']}', {best['n']} files, the CT series with "
+                        f"the most slices); others: {others}; pick one with '{folder}{SERIES_SEP}UID'")
+    return best["uid"], best["files"], warnings
+
+
+def _normal(orientation) -> np.ndarray:
+    o = np.asarray(orientation, float)
+    return np.cross(o[:3], o[3:])
+
+
+def order_slices(folder: Path, files: list) -> tuple:
+    """Sort the files of one series along the slice normal; drop other orientations (when a dominant one
+    exists) and duplicate instances; warn about gaps. Returns (files, headers of the first file, warnings)."""
+    headers = [(f, read_header(f)) for f in files]
+    for f, h in headers:
+        check_complete(f, h)
+    warnings = []
+    scouts = [f for f, h in headers if is_localizer(h)]
+    if scouts and len(scouts) == len(headers):
+        raise LungSegError(f"{folder}: the series is a scout/localiser (ImageType "
+                           f"{'/'.join(map(str, headers[0][1].ImageType))}); expected an axial CT series")
+    if scouts:
+        headers = [(f, h) for f, h in headers if not is_localizer(h)]
+        warnings.append(f"{len(scouts)} scout/localiser images ignored")
+    with_geo = [(f, h) for f, h in headers if "ImageOrientationPatient" in h and "ImagePositionPatient" in h]
+    if len(with_geo) < len(headers):
+        return [f for f, _ in headers], headers[0][1], warnings  # no geometry: let ITK decide the order
+    groups = Counter(tuple(np.round(np.asarray(h.ImageOrientationPatient, float), 3)) for _, h in headers)
+    if len(groups) > 1:
+        main, count = groups.most_common(1)[0]
+        if count < 0.75 * len(headers):
+            raise LungSegError(f"{folder}: series mixes {len(groups)} slice orientations with no dominant one "
+                               f"({dict(groups.most_common(3))}); expected one orientation per series")
+        headers = [(f, h) for f, h in headers
+                   if tuple(np.round(np.asarray(h.ImageOrientationPatient, float), 3)) == main]
+        warnings.append(f"mixed orientations: {sum(groups.values()) - count} slices with another orientation "
+                        f"ignored; kept {count} slices with orientation {list(main)}")
+    normal = _normal(headers[0][1].ImageOrientationPatient)
+    pos = [(float(np.dot(normal, np.asarray(h.ImagePositionPatient, float))), f, h) for f, h in headers]
+    pos.sort(key=lambda t: t[0])
+    kept, seen_uid, dups = [], set(), 0
+    for p, f, h in pos:
+        uid = str(getattr(h, "SOPInstanceUID", f))
+        if uid in seen_uid or (kept and abs(p - kept[-1][0]) < 1e-3):
+            dups += 1
+            continue
+        seen_uid.add(uid)
+        kept.append((p, f, h))
+    if dups:
+        warnings.append(f"{dups} duplicate instances (same SOP instance UID or slice position) ignored")
+    if len(kept) >= 3:
+        steps = np.diff([p for p, _, _ in kept])
+        typical = float(np.median(steps))
+        worst = int(np.argmax(steps))
+        if typical > 0 and steps[worst] > 1.5 * typical:
+            n_big = int((steps > 1.5 * typical).sum())
+            warnings.append(f"missing slices or uneven spacing: gap of {steps[worst]:.2f} mm at slice position "
+                            f"{kept[worst][0]:.1f} mm (expected {typical:.2f} mm; {n_big} such gaps); "
+                            "the volume is read as evenly spaced, so volumes near the gap are approximate")
+        elif typical > 0 and (steps.max() - steps.min()) > 0.1 * typical:
+            warnings.append(f"uneven slice spacing {steps.min():.2f}..{steps.max():.2f} mm")
+    return [f for _, f, _ in kept], kept[0][2], warnings
+
+
+def read_dicom_folder(folder: Path, wanted: str | None = None):
+    from .io import from_sitk_any, sitk_read
+
+    uid, files, warnings = choose_series(folder, wanted)
+    files, first, more = order_slices(folder, files)
+    warnings += more
+    rows, cols = int(getattr(first, "Rows", 0) or 0), int(getattr(first, "Columns", 0) or 0)
+    frames = int(getattr(first, "NumberOfFrames", 1) or 1)
+    check_size(folder, (cols, rows, len(files) * frames), int(getattr(first, "SamplesPerPixel", 1) or 1))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    img = sitk_read(reader.Execute, folder)
+    modality = str(getattr(first, "Modality", "")).upper()
+    image = from_sitk_any(img, folder, single_slice_ct=modality != "" and modality not in RADIOGRAPH_MODALITIES)
+    _dicom_meta(image, first)
+    image.meta.update(series_uid=uid, series_slices=len(files))
+    image.meta.setdefault("warnings", []).extend(warnings)
+    return image
+
+
+def read_dicom_file(path: Path):
+    from .io import from_sitk_any, sitk_read
+
+    ds = read_header(path)
+    check_complete(path, ds)
+    modality = str(getattr(ds, "Modality", "")).upper()
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    check_size(path, (int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0), frames),
+               int(getattr(ds, "SamplesPerPixel", 1) or 1))
+    if modality in RADIOGRAPH_MODALITIES or (modality in ("", "OT") and frames == 1 and "SliceThickness" not in ds):
+        from .radiograph import read_dicom_radiograph
+
+        image = read_dicom_radiograph(path)
+    else:  # CT (or MR, PT...): a volume, even when it is one slice, so CT engines can say what is wrong
+        img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
+        image = from_sitk_any(img, path, single_slice_ct=True)
+    _dicom_meta(image, ds)
+    return image
+
+
+def _dicom_meta(image, ds) -> None:
+    image.meta["dicom_modality"] = str(getattr(ds, "Modality", "")).upper()
+    image.meta["image_type"] = [str(v) for v in (getattr(ds, "ImageType", None) or [])]
+    image.meta["series_description"] = safe_text(getattr(ds, "SeriesDescription", ""))
+    if is_localizer(ds):
+        image.meta["scout"] = True

@@ -1,0 +1,112 @@
+"""Resource limits, checked from file headers BEFORE any pixel is read or allocated, and text hygiene for
+strings that come out of files (DICOM names, descriptions) and end up in messages or reports."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from .errors import LungSegError
+
+# A 1024x1024x1200 CT (~1.26e9 voxels). Override with LUNGSEG_MAX_VOXELS (an integer) for bigger machines.
+MAX_VOXELS = int(os.environ.get("LUNGSEG_MAX_VOXELS", 1024 * 1024 * 1200))
+BYTES_PER_VOXEL_NEEDED = 12  # input + float copy + labels + masks while segmenting and measuring
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe_text(value, max_len: int = 120) -> str:
+    """A string from a file, safe to print: no control characters, bounded length."""
+    text = _CONTROL.sub("?", str(value if value is not None else ""))
+    return text if len(text) <= max_len else text[: max_len - 3] + "..."
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_size(path, size, components: int = 1) -> None:
+    """Refuse an image whose header claims more voxels than :data:`MAX_VOXELS` or than memory can hold."""
+    voxels = 1
+    for n in size:
+        voxels *= max(1, int(n))
+    voxels *= max(1, int(components))
+    shape = "x".join(str(int(n)) for n in size)
+    if voxels > MAX_VOXELS:
+        raise LungSegError(f"{path}: header claims {shape} = {voxels:.3g} voxels, more than the limit of "
+                           f"{MAX_VOXELS:.3g} voxels (set LUNGSEG_MAX_VOXELS to raise it); refused before reading")
+    need, avail = voxels * BYTES_PER_VOXEL_NEEDED, available_memory_bytes()
+    if avail is not None and need > avail:
+        raise LungSegError(f"{path}: image of {shape} voxels needs about {need / 2**30:.1f} GiB of memory, only "
+                           f"{avail / 2**30:.1f} GiB are available; refused before reading")
+
+
+def volume_header(path: Path) -> dict:
+    """Size, dimension, components and pixel type of a NIfTI/NRRD/MetaImage file, reading the header only."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
+        raise LungSegError(f"{path}: cannot be read as an image ({first[:200]}); expected a NIfTI, NRRD or "
+                           "MetaImage volume") from None
+    keys = set(reader.GetMetaDataKeys())
+    return {"meta": {k: reader.GetMetaData(k) for k in ("vox_offset", "bitpix") if k in keys},
+            "size": tuple(reader.GetSize()), "dimension": reader.GetDimension(),
+            "components": reader.GetNumberOfComponents(), "pixel": sitk.GetPixelIDValueAsString(reader.GetPixelID()),
+            "spacing": tuple(reader.GetSpacing())}
+
+
+def check_volume_header(path: Path) -> dict:
+    """Header-only checks: dimension, components, voxel count. Returns the header."""
+    h = volume_header(path)
+    size, dim, comps = h["size"], h["dimension"], h["components"]
+    if dim > 4 or (dim == 4 and size[3] > 1):
+        raise LungSegError(f"{path}: {dim}D image of size {'x'.join(map(str, size))} (e.g. a time series); "
+                           "expected a 3D CT volume or a 2D radiograph")
+    if comps > 1 and dim >= 3 and not (dim == 3 and size[2] == 1):
+        raise LungSegError(f"{path}: volume has {comps} components per voxel ({h['pixel']}, e.g. RGB or "
+                           "vector data); expected a single-component (grey) CT volume")
+    check_size(path, size, comps)
+    if str(path).lower().endswith((".nii", ".nii.gz")) and {"vox_offset", "bitpix"} <= set(h["meta"]):
+        check_nifti_complete(path, h)
+    return h
+
+
+def check_nifti_complete(path: Path, h: dict) -> None:
+    """ITK reads a truncated NIfTI without complaint (the missing voxels become garbage or zeros): compare
+    the bytes the header needs with the bytes the file holds (for .nii.gz, decompressed up to that point)."""
+    import gzip
+    import zlib
+
+    voxels = 1
+    for n in h["size"]:
+        voxels *= int(n)
+    need = int(float(h["meta"]["vox_offset"])) + voxels * h["components"] * int(h["meta"]["bitpix"]) // 8
+    if str(path).lower().endswith(".gz"):
+        have = 0
+        try:
+            with gzip.open(path, "rb") as f:
+                while have < need:
+                    chunk = f.read(min(1 << 24, need - have))
+                    if not chunk:
+                        break
+                    have += len(chunk)
+        except (OSError, EOFError, zlib.error) as e:
+            raise LungSegError(f"{path}: compressed data is truncated or corrupt ({type(e).__name__}: "
+                               f"{str(e)[:80]}); expected a complete .nii.gz file") from None
+    else:
+        have = Path(path).stat().st_size
+    if have < need:
+        raise LungSegError(f"{path}: file is truncated: it holds {have} bytes of image data and header, the header "
+                           f"needs {need}; expected a complete NIfTI file")
