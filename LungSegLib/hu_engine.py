@@ -33,7 +33,7 @@ def outside_air_removed(air: np.ndarray) -> np.ndarray:
     return air & ~np.isin(lab, border[border > 0])
 
 
-def find_trachea_seed(cand: np.ndarray, spacing) -> tuple | None:
+def find_trachea_seed(cand: np.ndarray, spacing, hu: np.ndarray | None = None) -> tuple | None:
     """A voxel in the trachea: in the top slices, a small roundish air blob near the centre line."""
     zs = np.nonzero(cand.any(axis=(1, 2)))[0]
     if zs.size == 0:
@@ -54,19 +54,20 @@ def find_trachea_seed(cand: np.ndarray, spacing) -> tuple | None:
         if best is not None:
             z, _, _, lbl = best
             ys, xs = np.nonzero(lab == lbl)
-            return int(z), int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+            darkest = int(np.argmin(hu[z, ys, xs])) if hu is not None else len(ys) // 2
+            return int(z), int(ys[darkest]), int(xs[darkest])
     return None
 
 
 def airways(hu: np.ndarray, cand: np.ndarray, spacing, max_ml: float = 250.0) -> np.ndarray:
     """Trachea + main bronchi by region growing from the trachea seed; the threshold is lowered until
     the grown tree stays under ``max_ml`` (no leak into the parenchyma)."""
-    seed = find_trachea_seed(cand, spacing)
+    seed = find_trachea_seed(cand, spacing, hu)
     empty = np.zeros(cand.shape, bool)
     if seed is None:
         return empty
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    for threshold in (-900, -930, -950, -970, -990):
+    for threshold in (-800, -850, -900, -930, -950, -970, -990):
         grown_src = cand & (hu < threshold)
         if not grown_src[seed]:
             continue

@@ -196,6 +196,10 @@ def _read_picture(path: Path) -> Image:
 
 
 # ----------------------------------------------------------------------------------------- writing
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path`` (same suffix); on success rename it over ``path``."""
@@ -206,6 +210,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the user's normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
