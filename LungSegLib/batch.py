@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from .errors import LungSegError
-from .io import case_name, list_cases, write_text
+from .io import case_name, list_cases, unique_names, write_text
 from .pipeline import run_case
 from .report import csv_rows, rows_to_csv, write_case
 
@@ -66,6 +66,7 @@ def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_
             cases.extend(list_cases([raw]))
         except LungSegError as e:
             errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": str(e)})
+    cases = unique_names(cases)
     rows, ok, skipped = [], 0, 0
     bar = _progress_bar(len(cases), show_progress)
     for case, path in cases:
