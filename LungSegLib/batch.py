@@ -76,9 +76,10 @@ def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_
             if not case_dir.resolve().is_relative_to(outdir.resolve()):
                 raise LungSegError(f"case name {case!r} would write outside {outdir}")
             if done.exists() and not overwrite:
+                finished = csv_rows(case, json.loads(done.read_text()))
+                rows.extend(finished)  # still on disk: measurements.csv keeps listing it
                 if not resume:
                     raise LungSegError(f"{done} exists; pass --overwrite to replace it or --resume to skip it")
-                rows.extend(csv_rows(case, json.loads(done.read_text())))
                 skipped += 1
                 continue
             if case_dir.exists() and not done.exists() and not (overwrite or resume):
