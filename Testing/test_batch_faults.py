@@ -14,7 +14,7 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
-from badinputs import nifti_declaring, phantom, write_array
+from badinputs import nifti_declaring, phantom, raises, write_array
 from conftest import REPO
 from LungSegLib.batch import run_batch
 from LungSegLib.cli import main
@@ -178,3 +178,21 @@ def test_memory_stays_bounded_over_50_cases(tmp_path, record_property):
     print(f"VmRSS after each 10 cases: {[round(r) for r in rss]} MB (growth {growth:.1f} MB over 40 cases)",
           file=sys.__stderr__)
     assert growth < 40, f"RSS grew {growth:.1f} MB over 40 cases"
+
+
+def test_unfinished_case_folder_needs_resume_and_a_second_batch_on_the_same_outdir_is_refused(tmp_path):
+    import fcntl
+
+    inputs = _good_cases(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    (out / "case000").mkdir(parents=True)
+    (out / "case000" / "lungs.nii.gz").write_bytes(b"half")  # e.g. left by an older LungSeg version
+    args = ["segment", str(inputs), "-o", str(out), "--engine", "hu", "--quiet"]
+    assert main(args) == 1
+    assert "holds no finished case" in _rows(out / "errors.csv")[0]["error"]
+    assert (out / "case000" / "lungs.nii.gz").read_bytes() == b"half"  # untouched without a flag
+    assert main(args + ["--resume"]) == 0 and _complete(out / "case000")
+    with open(out / ".lungseg.lock", "a") as f:  # another batch holds the folder
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        raises(lambda: run_batch([inputs], out, Parameters(engine="hu"), overwrite=True, show_progress=False),
+               str(out), "another lungseg batch")
