@@ -27,7 +27,7 @@ HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositio
 def split_series(raw) -> tuple:
     """``FOLDER::UID`` -> (Path(FOLDER), UID); anything else -> (Path(raw), None)."""
     text = str(raw)
-    if SERIES_SEP in text:
+    if SERIES_SEP in text and not Path(text).exists():  # a file really named 'a::b' stays a file
         folder, uid = text.rsplit(SERIES_SEP, 1)
         return Path(folder), uid.strip() or None
     return Path(text), None
