@@ -114,12 +114,13 @@ def test_kill_9_leaves_no_partial_output_and_resume_finishes(tmp_path, capsys):
     deadline = time.time() + 90
     try:
         while time.time() < deadline and proc.poll() is None:
-            if out.exists() and len(list(out.glob("*/measurements.json"))) >= 3:
+            # kill while a case is being written (its hidden temporary folder exists), after 3 finished
+            if out.exists() and len(list(out.glob("*/measurements.json"))) >= 3 and list(out.glob(".*.partial-*")):
+                os.kill(proc.pid, signal.SIGKILL)
                 break
-            time.sleep(0.01)
-        assert proc.poll() is None, "batch finished before it could be killed"
-        time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+            time.sleep(0.002)
+        else:
+            raise AssertionError("batch finished before it could be killed")
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -130,7 +131,7 @@ def test_kill_9_leaves_no_partial_output_and_resume_finishes(tmp_path, capsys):
     if (out / "measurements.csv").exists():
         assert {r["case"] for r in _rows(out / "measurements.csv")} <= {p.name for p in done}
     hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
-    # what a kill in the middle of writing leaves (if this kill did not): a hidden case folder, a temp file
+    # and what a kill during the write of measurements.csv leaves: a hidden temp file (plus a planted folder)
     unfinished = next(f"case{i:03d}" for i in range(24) if not (out / f"case{i:03d}").exists())
     (out / f".{unfinished}.partial-x1y2z3").mkdir(exist_ok=True)
     (out / f".{unfinished}.partial-x1y2z3" / "lungs.nii.gz").write_bytes(b"half")
