@@ -3,6 +3,7 @@ and the others go on; outputs are atomic; a finished case is never overwritten w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -12,11 +13,12 @@ import traceback
 from pathlib import Path
 
 from .errors import LungSegError
-from .io import case_name, list_cases, write_text
+from .io import case_name, list_cases, unique_names, write_text
 from .pipeline import run_case
 from .report import csv_rows, rows_to_csv, write_case
 
 ERROR_COLUMNS = ["case", "input", "error"]
+LOCK_NAME = ".lungseg.lock"
 
 
 PARTIAL = re.compile(r"^\..+\.(partial|old)-[A-Za-z0-9_]+$")  # our temporary case folders
@@ -56,9 +58,37 @@ def write_case_atomically(result, case: str, case_dir: Path) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def outdir_lock(outdir: Path):
+    """One batch at a time per OUTDIR (so removing another run's temporary folders is safe). The lock is an
+    advisory ``flock`` the kernel releases when the process dies, even by kill -9; no-op where unsupported."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; run one batch per OUTDIR
+        yield
+        return
+    path = outdir / LOCK_NAME
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LungSegError(f"{outdir}: another lungseg batch is writing to this folder; wait for it to end "
+                               "or choose another output folder") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True) -> dict:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    with outdir_lock(outdir):
+        return _run_batch(inputs, outdir, params, overwrite, resume, show_progress)
+
+
+def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress) -> dict:
     remove_stale_partials(outdir)
     cases, errors = [], []
     for raw in inputs:  # a bad input path is one failed case, not the end of the batch
@@ -66,6 +96,7 @@ def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_
             cases.extend(list_cases([raw]))
         except LungSegError as e:
             errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": str(e)})
+    cases = unique_names(cases)
     rows, ok, skipped = [], 0, 0
     bar = _progress_bar(len(cases), show_progress)
     for case, path in cases:
@@ -75,9 +106,10 @@ def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_
             if not case_dir.resolve().is_relative_to(outdir.resolve()):
                 raise LungSegError(f"case name {case!r} would write outside {outdir}")
             if done.exists() and not overwrite:
+                finished = csv_rows(case, json.loads(done.read_text()))
+                rows.extend(finished)  # still on disk: measurements.csv keeps listing it
                 if not resume:
                     raise LungSegError(f"{done} exists; pass --overwrite to replace it or --resume to skip it")
-                rows.extend(csv_rows(case, json.loads(done.read_text())))
                 skipped += 1
                 continue
             if case_dir.exists() and not done.exists() and not (overwrite or resume):

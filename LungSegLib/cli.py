@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment and measure one or more cases")
     s.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image file, DICOM series folder, or folder of cases")
+                   help="image file, DICOM series folder (FOLDER::SeriesInstanceUID picks one series), or "
+                        "folder of cases")
     s.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     s.add_argument("--engine", choices=ENGINES, default="auto",
                    help="auto: cxr for radiographs; ct2d for CT (hu when no ct2d model is shipped)")

@@ -7,6 +7,7 @@ and says so in a warning; the user can pick a series with ``FOLDER::SeriesInstan
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +27,7 @@ HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositio
 def split_series(raw) -> tuple:
     """``FOLDER::UID`` -> (Path(FOLDER), UID); anything else -> (Path(raw), None)."""
     text = str(raw)
-    if SERIES_SEP in text:
+    if SERIES_SEP in text and not Path(text).exists():  # a file really named 'a::b' stays a file
         folder, uid = text.rsplit(SERIES_SEP, 1)
         return Path(folder), uid.strip() or None
     return Path(text), None
@@ -57,7 +58,12 @@ def read_header(path):
     import pydicom
 
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=HEADER_TAGS)
+        with warnings.catch_warnings():  # odd character sets etc.: pydicom warns, we only need a few tags
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=HEADER_TAGS)
+            for _ in ds:  # convert every element now, while warnings are silenced
+                pass
+            return ds
     except Exception as e:  # pydicom raises many types for broken files
         raise LungSegError(f"{path}: not a readable DICOM file ({type(e).__name__}: {str(e)[:120]}); "
                            "expected a DICOM image") from None
@@ -125,6 +131,10 @@ def order_slices(folder: Path, files: list) -> tuple:
     """Sort the files of one series along the slice normal; drop other orientations (when a dominant one
     exists) and duplicate instances; warn about gaps. Returns (files, headers of the first file, warnings)."""
     headers = [(f, read_header(f)) for f in files]
+    first = headers[0][1]
+    check_size(folder, (int(getattr(first, "Columns", 0) or 0), int(getattr(first, "Rows", 0) or 0),
+                        len(files) * int(getattr(first, "NumberOfFrames", 1) or 1)),
+               int(getattr(first, "SamplesPerPixel", 1) or 1))
     for f, h in headers:
         check_complete(f, h)
     warnings = []
@@ -199,11 +209,11 @@ def read_dicom_file(path: Path):
     from .io import from_sitk_any, sitk_read
 
     ds = read_header(path)
-    check_complete(path, ds)
     modality = str(getattr(ds, "Modality", "")).upper()
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     check_size(path, (int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0), frames),
                int(getattr(ds, "SamplesPerPixel", 1) or 1))
+    check_complete(path, ds)
     if modality in RADIOGRAPH_MODALITIES or (modality in ("", "OT") and frames == 1 and "SliceThickness" not in ds):
         from .radiograph import read_dicom_radiograph
 

@@ -92,12 +92,21 @@ def list_cases(inputs) -> list:
                 raise LungSegError(f"{path}: folder {what} (expected {', '.join(VOLUME_SUFFIXES + PICTURE_SUFFIXES)} "
                                    "files, DICOM files or DICOM series folders)")
             cases.extend(found)
-    names = {}
+    return unique_names(cases)
+
+
+def unique_names(cases) -> list:
+    """Two inputs may share a name (``a/ct.nrrd``, ``b/ct.nrrd``, or two hostile names sanitised alike):
+    keep both as ``name``, ``name_2``, ..."""
+    taken = set()
     unique = []
-    for name, p in cases:  # two inputs may share a name: keep both
-        n = names.get(name, 0)
-        names[name] = n + 1
-        unique.append((name if n == 0 else f"{name}_{n + 1}", p))
+    for name, p in cases:
+        new, k = name, 1
+        while new.lower() in taken:
+            k += 1
+            new = f"{name}_{k}"
+        taken.add(new.lower())
+        unique.append((new, p))
     return unique
 
 

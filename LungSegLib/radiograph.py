@@ -57,6 +57,12 @@ def read_picture(path: Path) -> Image:
             arr = np.asarray(im)
     except LungSegError:
         raise
+    except PILImage.DecompressionBombError as e:  # PIL refuses more than twice its limit itself
+        import re
+
+        n = re.search(r"\((\d+) pixels\)", str(e))
+        raise LungSegError(f"{path}: picture declares {int(n.group(1)) if n else 0:.3g} pixels, more than the limit "
+                           f"of {MAX_PIXELS:.3g} pixels; refused before decoding") from None
     except Exception as e:  # PIL raises several types for truncated or fake files
         raise LungSegError(f"{path}: cannot be read as a picture ({type(e).__name__}: {str(e)[:120]}); expected a "
                            "complete PNG, JPEG or TIFF image") from None

@@ -47,7 +47,8 @@ def check_image(image: Image, engine: str, params) -> list:
         raise LungSegError(f"{src}: every voxel has the value {lo:g} (constant image); expected a chest image "
                            "with contrast")
     if image.meta.get("scout"):
-        raise LungSegError(f"{src}: scout/localiser image (DICOM ImageType {'/'.join(image.meta.get('image_type', []))}); "
+        kind = "/".join(image.meta.get("image_type", []))
+        raise LungSegError(f"{src}: scout/localiser image (DICOM ImageType {kind}); "
                            "expected an axial CT series or a chest radiograph")
     if engine in CT_ENGINES:
         _check_ct(image, engine, params, src, lo, hi, warnings)

@@ -199,7 +199,9 @@ def test_scout_image_and_scout_series(tmp_path):
 
 
 def test_scout_images_mixed_into_the_axial_series_are_ignored(tmp_path):
-    folder = copy_dicom(shared_path(*DICOM), tmp_path / "mixed", edit=lambda ds, i: _localizer(ds, i) if i < 2 else None)
+    def first_two(ds, i):
+        return _localizer(ds, i) if i < 2 else None
+    folder = copy_dicom(shared_path(*DICOM), tmp_path / "mixed", edit=first_two)
     image = read_image(folder)
     assert image.array.shape[0] == 77 and any("2 scout/localiser images ignored" in w for w in image.meta["warnings"])
 
