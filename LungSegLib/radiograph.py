@@ -33,9 +33,11 @@ def _downscale(image: Image, f: int, size) -> Image:
     image.array = _block_mean(image.array, f)
     image.spacing = tuple(float(s) * f for s in image.spacing)
     image.meta["downscale_factor"] = f
+    image.meta["input_size"] = tuple(int(v) for v in size)
     image.meta.setdefault("warnings", []).append(
         f"radiograph of {size[0]}x{size[1]} pixels downscaled by {f} to {image.array.shape[1]}x{image.array.shape[0]} "
-        f"(limit {MAX_SIDE} pixels a side); labels and pixel counts are on the reduced grid, areas in cm2 unchanged")
+        f"(limit {MAX_SIDE} pixels a side); pixel counts are on the reduced grid, areas in cm2 unchanged, "
+        "lungs.png is written at the input size")
     return image
 
 
@@ -113,7 +115,9 @@ def read_dicom_radiograph(path: Path) -> Image:
     if f > 1:
         image.spacing = tuple(float(v) * f for v in image.spacing)
         image.meta["downscale_factor"] = f
+        image.meta["input_size"] = tuple(int(v) for v in size)
         image.meta.setdefault("warnings", []).append(
             f"radiograph of {size[0]}x{size[1]} pixels downscaled by {f} to {arr.shape[1]}x{arr.shape[0]} "
-            f"(limit {MAX_SIDE} pixels a side); labels and pixel counts are on the reduced grid")
+            f"(limit {MAX_SIDE} pixels a side); pixel counts are on the reduced grid, lungs.png is written at "
+            "the input size")
     return image

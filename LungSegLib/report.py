@@ -51,11 +51,24 @@ def write_case(result, case: str, case_dir) -> dict:
         write_labels(case_dir / "lungs.nii.gz", result.labels)
         write_seg_nrrd(case_dir / "lungs.seg.nrrd", result.labels)
     else:
-        write_labels(case_dir / "lungs.png", result.labels)
+        write_labels(case_dir / "lungs.png", labels_at_input_size(result))
     with atomic_path(case_dir / "overlay.png") as tmp:
         overlay_picture(result).save(tmp, format="PNG")
     write_text(case_dir / "measurements.json", json.dumps(_jsonable(report), indent=2))
     return report
+
+
+def labels_at_input_size(result):
+    """Radiograph labels on the input's own pixel grid (nearest neighbour when it was read downscaled)."""
+    size = result.image.meta.get("input_size")
+    labels = result.labels
+    if not size or tuple(size) == labels.array.shape[::-1]:
+        return labels
+    from PIL import Image as PILImage
+
+    up = np.asarray(PILImage.fromarray(labels.array.astype(np.uint8)).resize(tuple(size), PILImage.NEAREST))
+    return labels.__class__(up, spacing=tuple(s / result.image.meta.get("downscale_factor", 1)
+                                              for s in labels.spacing), modality=labels.modality)
 
 
 def _jsonable(obj):
