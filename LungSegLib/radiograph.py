@@ -31,6 +31,11 @@ def _downscale(image: Image, f: int, size) -> Image:
     if f <= 1:
         return image
     image.array = _block_mean(image.array, f)
+    return _note_downscale(image, f, size)
+
+
+def _note_downscale(image: Image, f: int, size) -> Image:
+    """Record that a radiograph was read reduced by ``f``: coarser spacing, the input size, a warning."""
     image.spacing = tuple(float(s) * f for s in image.spacing)
     image.meta["downscale_factor"] = f
     image.meta["input_size"] = tuple(int(v) for v in size)
@@ -112,12 +117,4 @@ def read_dicom_radiograph(path: Path) -> Image:
     if image.meta["view"].upper() in ("LL", "RL", "LLD", "RLD", "LATERAL"):
         image.meta.setdefault("warnings", []).append(f"lateral view ({image.meta['view']}); LungSeg expects a "
                                                      "frontal (PA/AP) chest radiograph")
-    if f > 1:
-        image.spacing = tuple(float(v) * f for v in image.spacing)
-        image.meta["downscale_factor"] = f
-        image.meta["input_size"] = tuple(int(v) for v in size)
-        image.meta.setdefault("warnings", []).append(
-            f"radiograph of {size[0]}x{size[1]} pixels downscaled by {f} to {arr.shape[1]}x{arr.shape[0]} "
-            f"(limit {MAX_SIDE} pixels a side); pixel counts are on the reduced grid, lungs.png is written at "
-            "the input size")
-    return image
+    return _note_downscale(image, f, size) if f > 1 else image
