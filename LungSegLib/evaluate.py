@@ -27,7 +27,8 @@ STRUCTURES = (("right", (1,)), ("left", (2,)), ("both", (1, 2)))
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="lungseg evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", required=True, help="folder of images (or of <case>_ct/<case>_lungs pairs)")
+    p.add_argument("--images", help="folder of images (or of <case>_ct/<case>_lungs pairs)")
+    p.add_argument("--data", action="append", default=[], help="data folder in a training layout (repeatable)")
     p.add_argument("--masks", help="folder of reference masks with the images' file names")
     p.add_argument("--engine", default="auto", choices=("auto", "hu", "ct2d", "ct3d", "cxr"))
     p.add_argument("--arch", default="unet", choices=("unet", "resunet"))
@@ -146,7 +147,12 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     try:
-        pairs = find_eval_pairs(args.images, args.masks)
+        if not args.images and not args.data:
+            raise LungSegError("give --images DIR [--masks DIR] or --data DIR")
+        from .data import find_pairs
+
+        pairs = find_eval_pairs(args.images, args.masks) if args.images else []
+        pairs += find_pairs(args.data) if args.data else []
         if args.split:
             from .data import read_split
 

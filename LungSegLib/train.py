@@ -51,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt.pt")
     p.add_argument("--checkpoint", help="resume checkpoint path (default <out>/<name>.ckpt.pt)")
     p.add_argument("--name", help="model name (default <task>_<arch>)")
+    p.add_argument("--dense-prob", type=float, default=0.6, help="CT: probability of synthetic dense lung")
+    p.add_argument("--dense-max-fraction", type=float, default=0.6, help="CT: largest dense share of the lung")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -99,7 +101,7 @@ def items_for(cache: dict, part: str, task: str) -> list:
     return items
 
 
-def train_transforms(task: str, roi):
+def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6):
     from monai import transforms as T
 
     from .augment import RandDenseLungd
@@ -116,7 +118,7 @@ def train_transforms(task: str, roi):
             T.RandGaussianSmoothd("image", prob=0.15, sigma_x=(0.3, 1.2), sigma_y=(0.3, 1.2)),
             T.RandGaussianNoised("image", prob=0.3, std=0.03),
         ])
-    dense = RandDenseLungd(("image",), "label", prob=0.5, hu_range=HU_RANGE, max_fraction=0.45)
+    dense = RandDenseLungd(("image",), "label", prob=dense_prob, hu_range=HU_RANGE, max_fraction=dense_max_fraction)
     common = [
         T.RandGaussianNoised("image", prob=0.4, std=0.015),       # about 25 HU of noise
         T.RandAdjustContrastd("image", prob=0.3, gamma=(0.8, 1.25)),
@@ -245,7 +247,7 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
     if not train_items or not val_items:
         raise LungSegError(f"need training and validation cases; got {len(train_items)} / {len(val_items)}")
     repeats = args.repeats or (8 if task == "ct3d" else 1)
-    tfm = train_transforms(task, roi)
+    tfm = train_transforms(task, roi, args.dense_prob, args.dense_max_fraction)
     tfm.set_random_state(seed=args.seed + rank)
     ds = Dataset(train_items * repeats, tfm)
     sampler = None
@@ -280,7 +282,7 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
     bar = tqdm(total=state["total"], initial=state["epoch"], desc=name, disable=args.no_progress or rank != 0,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     epoch = start_epoch = state["epoch"]
-    seconds_at_start = state["seconds"]
+    seconds_after_first = 0.0
     while epoch < state["total"]:
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -314,8 +316,10 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
             if not sys.stderr.isatty():
                 print(f"{name} epoch {epoch}/{state['total']} loss {state['history']['loss'][-1]:.4f} "
                       f"val_dice {dice:.4f} best {state['best']:.4f} ({state['seconds']:.0f}s)", flush=True)
-        if args.time_limit and epoch == start_epoch + 2:
-            per_epoch = (state["seconds"] - seconds_at_start) / 2
+        if epoch == start_epoch + 1:
+            seconds_after_first = state["seconds"]  # the first epoch also starts the loader workers
+        if args.time_limit and epoch == start_epoch + 3:
+            per_epoch = (state["seconds"] - seconds_after_first) / 2
             fit = int(args.time_limit * 60 / per_epoch)
             state["total"] = int(agree(max(epoch + 1, min(state["total"], fit)), device, world))
             bar.total = state["total"]
@@ -323,6 +327,18 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
             break
     bar.close()
     return state
+
+
+def augmentation_text(args) -> str:
+    if args.task == "cxr":
+        return ("MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
+                "0.6-1.6), RandScaleIntensity 20 %, RandShiftIntensity 0.1, RandGaussianSmooth, RandGaussianNoise; "
+                "no left-right flips")
+    return (f"synthetic dense lung (RandDenseLungd, p={args.dense_prob}: dependent bands up to "
+            f"{args.dense_max_fraction:.0%} of the lung and blobs at -100..+60 HU, label kept as lung), MONAI "
+            "RandAffine (rotation, 12-15 % scale = spacing), RandGaussianNoise (~25 HU), RandAdjustContrast, "
+            "RandScale/ShiftIntensity; no left-right flips" + ("; 96^3 crops by RandCropByPosNegLabel"
+                                                             if args.task == "ct3d" else ""))
 
 
 def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -> dict:
@@ -342,6 +358,7 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
         "seconds": round(state["seconds"], 1), "machine": f"{world} x {device.type} ({gpu}), {os.cpu_count()} CPU cores",
         "batch_size": args.batch_size or (2 if args.task == "ct3d" else 16), "lr": args.lr, "seed": args.seed,
         "loss": "MONAI DiceCELoss (softmax, 3 classes)", "optimizer": "AdamW, cosine schedule",
+        "augmentation": augmentation_text(args),
     }
     card["metrics"] = {"val_dice_model_grid": round(state["best"], 4)}
     (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
