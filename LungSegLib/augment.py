@@ -1,0 +1,136 @@
+"""Synthetic dense lung for CT training and stress tests (label kept as lung).
+
+Edema, consolidation and dependent atelectasis make lung as dense as soft tissue (-100..+60 HU); a
+network trained only on aerated lung learns "dense = not lung" and drops the heaviest lung. These
+functions paint such patterns inside the lung mask: gravity-dependent bands (posterior = high y index
+on the canonical LPS grid, axis -2 of a (y, x) slice or (z, y, x) volume) and random blobs.
+Arrays may be in HU or in model units (``hu_range`` given: value = (HU - lo) / (hi - lo)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+DENSE_HU = (-100.0, 60.0)
+
+
+def dependent_band(lungs: np.ndarray, fraction: float) -> np.ndarray:
+    """The posterior ``fraction`` of the lung voxels (largest y index first), per side of the image."""
+    band = np.zeros(lungs.shape, bool)
+    if fraction <= 0 or not lungs.any():
+        return band
+    y = np.nonzero(lungs)[-2]
+    cut = np.quantile(y, 1.0 - fraction)
+    yy = np.arange(lungs.shape[-2]).reshape((-1, 1))
+    band = lungs & (yy >= cut)
+    return band
+
+
+def dependent_band_exact(lungs: np.ndarray, fraction: float, rng=None, smooth: float = 0.0) -> np.ndarray:
+    """Posterior band holding exactly ``fraction`` of the lung voxels: ranks voxels by y (plus optional
+    smooth random undulation, in voxels) and takes the top ``fraction``."""
+    idx = np.flatnonzero(lungs)
+    band = np.zeros(lungs.shape, bool)
+    k = int(round(fraction * idx.size))
+    if k == 0:
+        return band
+    coords = np.unravel_index(idx, lungs.shape)
+    depth = coords[-2].astype(np.float64)
+    if smooth > 0 and rng is not None:
+        field = ndimage.gaussian_filter(rng.standard_normal(lungs.shape), sigma=max(2.0, smooth))
+        field /= field.std() + 1e-6
+        depth = depth + smooth * field.ravel()[idx]
+    order = np.argsort(-depth, kind="stable")
+    band.ravel()[idx[order[:k]]] = True
+    return band
+
+
+def random_blobs(lungs: np.ndarray, rng, count: int, radius=(4, 20)) -> np.ndarray:
+    """Union of random ellipsoids centred on lung voxels, clipped to the lungs (radius in voxels)."""
+    out = np.zeros(lungs.shape, bool)
+    idx = np.flatnonzero(lungs)
+    if idx.size == 0:
+        return out
+    grids = np.ogrid[tuple(slice(0, n) for n in lungs.shape)]
+    for _ in range(count):
+        centre = np.unravel_index(idx[rng.integers(idx.size)], lungs.shape)
+        radii = rng.uniform(radius[0], radius[1], size=lungs.ndim)
+        d = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii))
+        out |= d <= 1.0
+    return out & lungs
+
+
+def paint_dense(image: np.ndarray, region: np.ndarray, rng, hu_range=None, texture_hu: float = 25.0,
+                dense_hu=DENSE_HU) -> np.ndarray:
+    """Replace ``region`` by dense lung: a random base HU in ``dense_hu`` plus smooth texture and noise."""
+    out = image.copy()
+    if not region.any():
+        return out
+    base = rng.uniform(dense_hu[0] + 20, dense_hu[1] - 20)
+    texture = ndimage.gaussian_filter(rng.standard_normal(region.shape), sigma=1.5)
+    texture *= texture_hu / (texture.std() + 1e-6)
+    hu = np.clip(base + texture, dense_hu[0], dense_hu[1])
+    if hu_range is not None:
+        lo, hi = hu_range
+        hu = np.clip((hu - lo) / (hi - lo), 0.0, 1.0)
+    out[region] = hu[region].astype(out.dtype)
+    return out
+
+
+def add_dense_lung(image: np.ndarray, labels: np.ndarray, rng, hu_range=None, max_fraction: float = 0.4):
+    """Training augmentation: a random mix of a dependent band (0..max_fraction of the lung) and blobs."""
+    lungs = labels > 0
+    if not lungs.any():
+        return image
+    region = np.zeros(lungs.shape, bool)
+    kind = rng.integers(3)  # 0 band, 1 blobs, 2 both
+    if kind in (0, 2):
+        smooth = rng.uniform(0, 6) if lungs.ndim == 3 else 0.0
+        region |= dependent_band_exact(lungs, rng.uniform(0.05, max_fraction), rng, smooth)
+    if kind in (1, 2):
+        scale = max(lungs.shape) / 256.0 if lungs.ndim == 2 else max(lungs.shape) / 128.0
+        region |= random_blobs(lungs, rng, int(rng.integers(1, 6)), (4 * scale, 30 * scale))
+    return paint_dense(image, region, rng, hu_range)
+
+
+def make_dense_case(hu: np.ndarray, lungs: np.ndarray, fraction: float = 0.25, seed: int = 0) -> tuple:
+    """Stress test volume: the posterior ``fraction`` of the lung made dense (-100..+60 HU).
+
+    Returns (new HU array, dense region). ``hu`` and ``lungs`` on the canonical LPS grid (z, y, x)."""
+    rng = np.random.default_rng(seed)
+    region = dependent_band_exact(lungs, fraction, rng, smooth=4.0)
+    out = paint_dense(hu.astype(np.float32), region, rng)
+    return out.astype(hu.dtype) if np.issubdtype(hu.dtype, np.integer) else out, region
+
+
+try:  # MONAI dictionary transform wrapper for the training pipelines
+    from monai.transforms import MapTransform, RandomizableTransform
+
+    class RandDenseLungd(RandomizableTransform, MapTransform):
+        """With probability ``prob``, paint synthetic dense lung into ``keys[0]`` inside ``label_key``."""
+
+        def __init__(self, keys, label_key: str, prob: float = 0.5, hu_range=(-1024, 600), max_fraction=0.4):
+            MapTransform.__init__(self, keys)
+            RandomizableTransform.__init__(self, prob)
+            self.label_key, self.hu_range, self.max_fraction = label_key, hu_range, max_fraction
+
+        def __call__(self, data):
+            import torch
+
+            d = dict(data)
+            self.randomize(None)
+            if not self._do_transform:
+                return d
+            seed = int(self.R.randint(0, 2**31 - 1))
+            rng = np.random.default_rng(seed)
+            key = self.keys[0]
+            img, lab = d[key], d[self.label_key]
+            is_t = isinstance(img, torch.Tensor)
+            arr = img.detach().cpu().numpy() if is_t else np.asarray(img)
+            labarr = lab.detach().cpu().numpy() if isinstance(lab, torch.Tensor) else np.asarray(lab)
+            new = add_dense_lung(arr[0], labarr[0], rng, self.hu_range, self.max_fraction)[None]
+            d[key] = torch.as_tensor(new, dtype=img.dtype) if is_t else new.astype(arr.dtype)
+            return d
+except ImportError:  # pragma: no cover - monai is a dependency of training
+    RandDenseLungd = None
