@@ -55,9 +55,12 @@ def count_parameters(model) -> int:
 
 
 def shipped_cards() -> list:
+    """Model cards in ``models/``: the JSON files that describe a network (training histories are skipped)."""
     cards = []
     for path in sorted(MODEL_DIR.glob("*.json")):
         card = json.loads(path.read_text())
+        if not isinstance(card, dict) or "network" not in card or "task" not in card:
+            continue
         card["card_path"] = str(path)
         card["weights_path"] = str(MODEL_DIR / card.get("weights", f"{path.stem}.pt"))
         cards.append(card)
