@@ -51,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt.pt")
     p.add_argument("--checkpoint", help="resume checkpoint path (default <out>/<name>.ckpt.pt)")
     p.add_argument("--name", help="model name (default <task>_<arch>)")
+    p.add_argument("--init", help="start from these weights (state dict), e.g. to fine-tune")
     p.add_argument("--dense-prob", type=float, default=0.6, help="CT: probability of synthetic dense lung")
     p.add_argument("--dense-max-fraction", type=float, default=0.6, help="CT: largest dense share of the lung")
     p.add_argument("--no-progress", action="store_true")
@@ -177,14 +178,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def dense_copies(items, seed: int) -> list:
+    """CT validation items with the posterior 25 % of the lung made dense (as the stress test does)."""
+    from .augment import make_dense_case
+    from .data import to_uint8
+
+    out = []
+    for k, it in enumerate(items):
+        hu = it["image"][0].astype(np.float32) / 255.0 * (HU_RANGE[1] - HU_RANGE[0]) + HU_RANGE[0]
+        dense, _ = make_dense_case(hu, it["label"][0] > 0, 0.25, seed + k)
+        out.append(dict(it, image=to_uint8((dense - HU_RANGE[0]) / (HU_RANGE[1] - HU_RANGE[0]))[None]))
+    return out
+
+
 def validate(model, items, task, card, device) -> float:
     """Mean per-case Dice of right and left lung on the model grid (what selects the best checkpoint)."""
     import torch
     from monai.inferers import sliding_window_inference
-    from monai.metrics import DiceMetric
+    from monai.metrics import compute_dice
     from monai.networks.utils import one_hot
 
-    metric = DiceMetric(include_background=False, reduction="mean")
+    scores = []  # compute_dice, not DiceMetric.aggregate: that would sync ranks, and only rank 0 validates
     model.eval()
     with torch.inference_mode():
         for it in items:
@@ -199,9 +213,10 @@ def validate(model, items, task, card, device) -> float:
                 pred, y = pred.permute(1, 0, 2, 3)[None], torch.from_numpy(it["label"][None])
             else:
                 pred, y = model(x[None]).argmax(1, keepdim=True), torch.from_numpy(it["label"][None])
-            metric(one_hot(pred.cpu(), 3), one_hot(y.long(), 3))
+            d = compute_dice(one_hot(pred.cpu(), 3), one_hot(y.long(), 3), include_background=False)
+            scores.append(float(torch.nanmean(d)))
     model.train()
-    return float(metric.aggregate().item())
+    return float(np.mean(scores))
 
 
 def plot_curve(history: dict, path, title: str) -> None:
@@ -220,6 +235,9 @@ def plot_curve(history: dict, path, title: str) -> None:
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
     ax2.plot(ep, history["val_dice"], label="val Dice (R/L mean)", color="tab:blue")
+    if history.get("val_dice_dense"):
+        ax2.plot(ep[-len(history["val_dice_dense"]):], history["val_dice_dense"], label="dense-lung val Dice",
+                 color="tab:green", lw=0.8)
     ax2.set_ylabel("validation Dice")
     ax2.set_ylim(max(0.0, min(history["val_dice"] or [0]) - 0.02), 1.0)
     ax.set_title(title)
@@ -259,7 +277,12 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
     bs = args.batch_size or (2 if task == "ct3d" else 16)
     loader = DataLoader(ds, batch_size=bs, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=len(ds) > bs * world, persistent_workers=workers > 0)
+    dense_val = dense_copies(val_items, args.seed) if task != "cxr" else []
     model = build_network(card).to(device)
+    if args.init:
+        from .networks import load_state
+
+        model.load_state_dict(load_state(args.init, device))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "total": args.epochs, "seconds": 0.0,
@@ -300,6 +323,11 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
             losses.append(float(loss.detach()))
         epoch += 1
         dice = validate(model, val_items, task, card, device) if rank == 0 else 0.0
+        if dense_val and rank == 0:  # CT: select on clean and dense-lung validation alike
+            dense_dice = validate(model, dense_val, task, card, device)
+            state["history"].setdefault("val_dice_clean", []).append(dice)
+            state["history"].setdefault("val_dice_dense", []).append(dense_dice)
+            dice = 0.5 * (dice + dense_dice)
         state["history"]["loss"].append(float(np.mean(losses)) if losses else float("nan"))
         state["history"]["val_dice"].append(dice)
         state["epoch"], state["seconds"] = epoch, time.time() - t_start
@@ -361,6 +389,10 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
         "augmentation": augmentation_text(args),
     }
     card["metrics"] = {"val_dice_model_grid": round(state["best"], 4)}
+    if args.task != "cxr":
+        card["training"]["selection"] = "best mean of clean and dense-lung (25 % dependent) validation Dice"
+    if args.init:
+        card["training"]["initialised_from"] = Path(args.init).name
     (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     plot_curve(state["history"], out / f"{name}_curve.png", f"{name}: best val Dice {state['best']:.4f}")
     (out / f"{name}_history.json").write_text(json.dumps(state["history"]) + "\n")
