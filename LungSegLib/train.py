@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LungSegError
+from .augment import augmentation_text, train_transforms
 from .networks import count_parameters, default_card
 
 HU_RANGE = (-1024, 600)
@@ -100,43 +101,6 @@ def items_for(cache: dict, part: str, task: str) -> list:
         else:
             items.append({"image": x[None], "label": y[None], "case": case})
     return items
-
-
-def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6):
-    from monai import transforms as T
-
-    from .augment import RandDenseLungd
-
-    keys = ("image", "label")
-    first = [T.ScaleIntensityRanged("image", 0, 255, 0.0, 1.0), T.CastToTyped("label", dtype=np.float32)]
-    if task == "cxr":
-        return T.Compose(first + [
-            T.RandAffined(keys, prob=0.8, rotate_range=0.17, scale_range=0.12, translate_range=(20, 20),
-                          shear_range=0.05, mode=("bilinear", "nearest"), padding_mode="zeros"),
-            T.RandAdjustContrastd("image", prob=0.5, gamma=(0.6, 1.6)),
-            T.RandScaleIntensityd("image", factors=0.2, prob=0.5),
-            T.RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-            T.RandGaussianSmoothd("image", prob=0.15, sigma_x=(0.3, 1.2), sigma_y=(0.3, 1.2)),
-            T.RandGaussianNoised("image", prob=0.3, std=0.03),
-        ])
-    dense = RandDenseLungd(("image",), "label", prob=dense_prob, hu_range=HU_RANGE, max_fraction=dense_max_fraction)
-    common = [
-        T.RandGaussianNoised("image", prob=0.4, std=0.015),       # about 25 HU of noise
-        T.RandAdjustContrastd("image", prob=0.3, gamma=(0.8, 1.25)),
-        T.RandScaleIntensityd("image", factors=0.05, prob=0.3),
-        T.RandShiftIntensityd("image", offsets=0.02, prob=0.3),
-    ]
-    if task == "ct2d":
-        return T.Compose(first + [dense, T.RandAffined(
-            keys, prob=0.7, rotate_range=0.15, scale_range=0.15, translate_range=(16, 16),
-            mode=("bilinear", "nearest"), padding_mode="zeros")] + common)
-    return T.Compose(first + [
-        T.SpatialPadd(keys, spatial_size=roi),
-        T.RandCropByPosNegLabeld(keys, "label", spatial_size=roi, pos=3, neg=1, num_samples=2),
-        dense,
-        T.RandAffined(keys, prob=0.5, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.12, 0.12, 0.12),
-                      mode=("bilinear", "nearest"), padding_mode="zeros"),
-    ] + common)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -357,18 +321,6 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
     return state
 
 
-def augmentation_text(args) -> str:
-    if args.task == "cxr":
-        return ("MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
-                "0.6-1.6), RandScaleIntensity 20 %, RandShiftIntensity 0.1, RandGaussianSmooth, RandGaussianNoise; "
-                "no left-right flips")
-    return (f"synthetic dense lung (RandDenseLungd, p={args.dense_prob}: dependent bands up to "
-            f"{args.dense_max_fraction:.0%} of the lung and blobs at -100..+60 HU, label kept as lung), MONAI "
-            "RandAffine (rotation, 12-15 % scale = spacing), RandGaussianNoise (~25 HU), RandAdjustContrast, "
-            "RandScale/ShiftIntensity; no left-right flips" + ("; 96^3 crops by RandCropByPosNegLabel"
-                                                             if args.task == "ct3d" else ""))
-
-
 def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -> dict:
     import torch
 
@@ -386,7 +338,7 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
         "seconds": round(state["seconds"], 1), "machine": f"{world} x {device.type} ({gpu}), {os.cpu_count()} CPU cores",
         "batch_size": args.batch_size or (2 if args.task == "ct3d" else 16), "lr": args.lr, "seed": args.seed,
         "loss": "MONAI DiceCELoss (softmax, 3 classes)", "optimizer": "AdamW, cosine schedule",
-        "augmentation": augmentation_text(args),
+        "augmentation": augmentation_text(args.task, args.dense_prob, args.dense_max_fraction),
     }
     card["metrics"] = {"val_dice_model_grid": round(state["best"], 4)}
     if args.task != "cxr":
