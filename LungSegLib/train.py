@@ -198,7 +198,7 @@ def plot_curve(history: dict, path, title: str) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(ep, history["val_dice"], label="val Dice (R/L mean)", color="tab:blue")
+    ax2.plot(ep, history["val_dice"], label="val Dice (selection: R/L mean)", color="tab:blue")
     if history.get("val_dice_dense"):
         ax2.plot(ep[-len(history["val_dice_dense"]):], history["val_dice_dense"], label="dense-lung val Dice",
                  color="tab:green", lw=0.8)
