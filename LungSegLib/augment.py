@@ -134,3 +134,53 @@ try:  # MONAI dictionary transform wrapper for the training pipelines
             return d
 except ImportError:  # pragma: no cover - monai is a dependency of training
     RandDenseLungd = None
+
+
+def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6):
+    """MONAI training transforms on cached uint8 model inputs (channel first): cxr, ct2d or ct3d."""
+    from monai import transforms as T
+
+    keys = ("image", "label")
+    first = [T.ScaleIntensityRanged("image", 0, 255, 0.0, 1.0), T.CastToTyped("label", dtype=np.float32)]
+    if task == "cxr":
+        return T.Compose(first + [
+            T.RandAffined(keys, prob=0.8, rotate_range=0.17, scale_range=0.12, translate_range=(20, 20),
+                          shear_range=0.05, mode=("bilinear", "nearest"), padding_mode="zeros"),
+            T.RandAdjustContrastd("image", prob=0.5, gamma=(0.6, 1.6)),
+            T.RandScaleIntensityd("image", factors=0.2, prob=0.5),
+            T.RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+            T.RandGaussianSmoothd("image", prob=0.15, sigma_x=(0.3, 1.2), sigma_y=(0.3, 1.2)),
+            T.RandGaussianNoised("image", prob=0.3, std=0.03),
+        ])
+    dense = RandDenseLungd(("image",), "label", prob=dense_prob, hu_range=(-1024, 600),
+                           max_fraction=dense_max_fraction)
+    common = [
+        T.RandGaussianNoised("image", prob=0.4, std=0.015),       # about 25 HU of noise
+        T.RandAdjustContrastd("image", prob=0.3, gamma=(0.8, 1.25)),
+        T.RandScaleIntensityd("image", factors=0.05, prob=0.3),
+        T.RandShiftIntensityd("image", offsets=0.02, prob=0.3),
+    ]
+    if task == "ct2d":
+        return T.Compose(first + [dense, T.RandAffined(
+            keys, prob=0.7, rotate_range=0.15, scale_range=0.15, translate_range=(16, 16),
+            mode=("bilinear", "nearest"), padding_mode="zeros")] + common)
+    return T.Compose(first + [
+        T.SpatialPadd(keys, spatial_size=roi),
+        T.RandCropByPosNegLabeld(keys, "label", spatial_size=roi, pos=3, neg=1, num_samples=2),
+        dense,
+        T.RandAffined(keys, prob=0.5, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.12, 0.12, 0.12),
+                      mode=("bilinear", "nearest"), padding_mode="zeros"),
+    ] + common)
+
+
+def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float) -> str:
+    """One-line description of the training augmentation for the model card."""
+    if task == "cxr":
+        return ("MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
+                "0.6-1.6), RandScaleIntensity 20 %, RandShiftIntensity 0.1, RandGaussianSmooth, RandGaussianNoise; "
+                "no left-right flips")
+    return (f"synthetic dense lung (RandDenseLungd, p={dense_prob}: dependent bands up to "
+            f"{dense_max_fraction:.0%} of the lung and blobs at -100..+60 HU, label kept as lung), MONAI "
+            "RandAffine (rotation, 12-15 % scale = spacing), RandGaussianNoise (~25 HU), RandAdjustContrast, "
+            "RandScale/ShiftIntensity; no left-right flips" + ("; 96^3 crops by RandCropByPosNegLabel"
+                                                             if task == "ct3d" else ""))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LungSegError
+from .augment import augmentation_text, train_transforms
 from .networks import count_parameters, default_card
 
 HU_RANGE = (-1024, 600)
@@ -51,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt.pt")
     p.add_argument("--checkpoint", help="resume checkpoint path (default <out>/<name>.ckpt.pt)")
     p.add_argument("--name", help="model name (default <task>_<arch>)")
+    p.add_argument("--init", help="start from these weights (state dict), e.g. to fine-tune")
     p.add_argument("--dense-prob", type=float, default=0.6, help="CT: probability of synthetic dense lung")
     p.add_argument("--dense-max-fraction", type=float, default=0.6, help="CT: largest dense share of the lung")
     p.add_argument("--no-progress", action="store_true")
@@ -101,43 +103,6 @@ def items_for(cache: dict, part: str, task: str) -> list:
     return items
 
 
-def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6):
-    from monai import transforms as T
-
-    from .augment import RandDenseLungd
-
-    keys = ("image", "label")
-    first = [T.ScaleIntensityRanged("image", 0, 255, 0.0, 1.0), T.CastToTyped("label", dtype=np.float32)]
-    if task == "cxr":
-        return T.Compose(first + [
-            T.RandAffined(keys, prob=0.8, rotate_range=0.17, scale_range=0.12, translate_range=(20, 20),
-                          shear_range=0.05, mode=("bilinear", "nearest"), padding_mode="zeros"),
-            T.RandAdjustContrastd("image", prob=0.5, gamma=(0.6, 1.6)),
-            T.RandScaleIntensityd("image", factors=0.2, prob=0.5),
-            T.RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-            T.RandGaussianSmoothd("image", prob=0.15, sigma_x=(0.3, 1.2), sigma_y=(0.3, 1.2)),
-            T.RandGaussianNoised("image", prob=0.3, std=0.03),
-        ])
-    dense = RandDenseLungd(("image",), "label", prob=dense_prob, hu_range=HU_RANGE, max_fraction=dense_max_fraction)
-    common = [
-        T.RandGaussianNoised("image", prob=0.4, std=0.015),       # about 25 HU of noise
-        T.RandAdjustContrastd("image", prob=0.3, gamma=(0.8, 1.25)),
-        T.RandScaleIntensityd("image", factors=0.05, prob=0.3),
-        T.RandShiftIntensityd("image", offsets=0.02, prob=0.3),
-    ]
-    if task == "ct2d":
-        return T.Compose(first + [dense, T.RandAffined(
-            keys, prob=0.7, rotate_range=0.15, scale_range=0.15, translate_range=(16, 16),
-            mode=("bilinear", "nearest"), padding_mode="zeros")] + common)
-    return T.Compose(first + [
-        T.SpatialPadd(keys, spatial_size=roi),
-        T.RandCropByPosNegLabeld(keys, "label", spatial_size=roi, pos=3, neg=1, num_samples=2),
-        dense,
-        T.RandAffined(keys, prob=0.5, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.12, 0.12, 0.12),
-                      mode=("bilinear", "nearest"), padding_mode="zeros"),
-    ] + common)
-
-
 # ---------------------------------------------------------------------------------------- helpers
 def setup_distributed(device_arg: str):
     import torch
@@ -177,14 +142,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def dense_copies(items, seed: int) -> list:
+    """CT validation items with the posterior 25 % of the lung made dense (as the stress test does)."""
+    from .augment import make_dense_case
+    from .data import to_uint8
+
+    out = []
+    for k, it in enumerate(items):
+        hu = it["image"][0].astype(np.float32) / 255.0 * (HU_RANGE[1] - HU_RANGE[0]) + HU_RANGE[0]
+        dense, _ = make_dense_case(hu, it["label"][0] > 0, 0.25, seed + k)
+        out.append(dict(it, image=to_uint8((dense - HU_RANGE[0]) / (HU_RANGE[1] - HU_RANGE[0]))[None]))
+    return out
+
+
 def validate(model, items, task, card, device) -> float:
     """Mean per-case Dice of right and left lung on the model grid (what selects the best checkpoint)."""
     import torch
     from monai.inferers import sliding_window_inference
-    from monai.metrics import DiceMetric
+    from monai.metrics import compute_dice
     from monai.networks.utils import one_hot
 
-    metric = DiceMetric(include_background=False, reduction="mean")
+    scores = []  # compute_dice, not DiceMetric.aggregate: that would sync ranks, and only rank 0 validates
     model.eval()
     with torch.inference_mode():
         for it in items:
@@ -199,9 +177,10 @@ def validate(model, items, task, card, device) -> float:
                 pred, y = pred.permute(1, 0, 2, 3)[None], torch.from_numpy(it["label"][None])
             else:
                 pred, y = model(x[None]).argmax(1, keepdim=True), torch.from_numpy(it["label"][None])
-            metric(one_hot(pred.cpu(), 3), one_hot(y.long(), 3))
+            d = compute_dice(one_hot(pred.cpu(), 3), one_hot(y.long(), 3), include_background=False)
+            scores.append(float(torch.nanmean(d)))
     model.train()
-    return float(metric.aggregate().item())
+    return float(np.mean(scores))
 
 
 def plot_curve(history: dict, path, title: str) -> None:
@@ -219,7 +198,10 @@ def plot_curve(history: dict, path, title: str) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(ep, history["val_dice"], label="val Dice (R/L mean)", color="tab:blue")
+    ax2.plot(ep, history["val_dice"], label="val Dice (selection: R/L mean)", color="tab:blue")
+    if history.get("val_dice_dense"):
+        ax2.plot(ep[-len(history["val_dice_dense"]):], history["val_dice_dense"], label="dense-lung val Dice",
+                 color="tab:green", lw=0.8)
     ax2.set_ylabel("validation Dice")
     ax2.set_ylim(max(0.0, min(history["val_dice"] or [0]) - 0.02), 1.0)
     ax.set_title(title)
@@ -259,7 +241,12 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
     bs = args.batch_size or (2 if task == "ct3d" else 16)
     loader = DataLoader(ds, batch_size=bs, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=len(ds) > bs * world, persistent_workers=workers > 0)
+    dense_val = dense_copies(val_items, args.seed) if task != "cxr" else []
     model = build_network(card).to(device)
+    if args.init:
+        from .networks import load_state
+
+        model.load_state_dict(load_state(args.init, device))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "total": args.epochs, "seconds": 0.0,
@@ -300,6 +287,11 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
             losses.append(float(loss.detach()))
         epoch += 1
         dice = validate(model, val_items, task, card, device) if rank == 0 else 0.0
+        if dense_val and rank == 0:  # CT: select on clean and dense-lung validation alike
+            dense_dice = validate(model, dense_val, task, card, device)
+            state["history"].setdefault("val_dice_clean", []).append(dice)
+            state["history"].setdefault("val_dice_dense", []).append(dense_dice)
+            dice = 0.5 * (dice + dense_dice)
         state["history"]["loss"].append(float(np.mean(losses)) if losses else float("nan"))
         state["history"]["val_dice"].append(dice)
         state["epoch"], state["seconds"] = epoch, time.time() - t_start
@@ -329,18 +321,6 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
     return state
 
 
-def augmentation_text(args) -> str:
-    if args.task == "cxr":
-        return ("MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
-                "0.6-1.6), RandScaleIntensity 20 %, RandShiftIntensity 0.1, RandGaussianSmooth, RandGaussianNoise; "
-                "no left-right flips")
-    return (f"synthetic dense lung (RandDenseLungd, p={args.dense_prob}: dependent bands up to "
-            f"{args.dense_max_fraction:.0%} of the lung and blobs at -100..+60 HU, label kept as lung), MONAI "
-            "RandAffine (rotation, 12-15 % scale = spacing), RandGaussianNoise (~25 HU), RandAdjustContrast, "
-            "RandScale/ShiftIntensity; no left-right flips" + ("; 96^3 crops by RandCropByPosNegLabel"
-                                                             if args.task == "ct3d" else ""))
-
-
 def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -> dict:
     import torch
 
@@ -358,9 +338,13 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
         "seconds": round(state["seconds"], 1), "machine": f"{world} x {device.type} ({gpu}), {os.cpu_count()} CPU cores",
         "batch_size": args.batch_size or (2 if args.task == "ct3d" else 16), "lr": args.lr, "seed": args.seed,
         "loss": "MONAI DiceCELoss (softmax, 3 classes)", "optimizer": "AdamW, cosine schedule",
-        "augmentation": augmentation_text(args),
+        "augmentation": augmentation_text(args.task, args.dense_prob, args.dense_max_fraction),
     }
     card["metrics"] = {"val_dice_model_grid": round(state["best"], 4)}
+    if args.task != "cxr":
+        card["training"]["selection"] = "best mean of clean and dense-lung (25 % dependent) validation Dice"
+    if args.init:
+        card["training"]["initialised_from"] = Path(args.init).name
     (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     plot_curve(state["history"], out / f"{name}_curve.png", f"{name}: best val Dice {state['best']:.4f}")
     (out / f"{name}_history.json").write_text(json.dumps(state["history"]) + "\n")

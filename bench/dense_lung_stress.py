@@ -27,7 +27,7 @@ from LungSegLib.errors import LungSegError  # noqa: E402
 DICE_MIN, WEIGHT_TOL_PCT = 0.95, 5.0
 
 
-def stress_case(image, labels, engines, fraction=0.25, seed=0, device="cpu", arch="unet") -> dict:
+def stress_case(image, labels, engines, fraction=0.25, seed=0, device="cpu", arch="unet", weights="") -> dict:
     """One canonical CT (:class:`Image`) with sided true labels -> per-engine Dice / weight results."""
     from LungSegLib.measure import measure_ct
     from LungSegLib.params import Parameters
@@ -40,7 +40,8 @@ def stress_case(image, labels, engines, fraction=0.25, seed=0, device="cpu", arc
     out = {"dense_fraction": float(region.sum() / lungs.sum()), "true_weight_g": true["weight_g"],
            "true_volume_ml": true["volume_ml"], "engines": {}}
     for engine in engines:
-        res = segment_image(dense, Parameters(engine=engine, arch=arch, device=device))
+        res = segment_image(dense, Parameters(engine=engine, arch=arch, device=device,
+                                                 weights=weights if engine != "hu" else ""))
         pred = res.labels.array > 0
         dice = 2.0 * (pred & lungs).sum() / (pred.sum() + lungs.sum())
         w = res.measurements["structures"]["both"]["weight_g"]
@@ -52,12 +53,13 @@ def stress_case(image, labels, engines, fraction=0.25, seed=0, device="cpu", arc
     return out
 
 
-def dense_lung_stress(pairs, engines=("ct2d", "ct3d", "hu"), fraction=0.25, seed=0, device="cpu", arch="unet") -> dict:
+def dense_lung_stress(pairs, engines=("ct2d", "ct3d", "hu"), fraction=0.25, seed=0, device="cpu", arch="unet",
+                      weights="") -> dict:
     """Run :func:`stress_case` on ``[(case, image_path, mask_path), ...]``; per case + per engine summary."""
     cases = {}
     for k, (case, img, msk) in enumerate(pairs):
         image, labels = read_pair(img, msk, radiograph=False)
-        cases[case] = stress_case(image, labels, engines, fraction, seed + k, device, arch)
+        cases[case] = stress_case(image, labels, engines, fraction, seed + k, device, arch, weights)
     summary = {}
     for e in engines:
         rows = [c["engines"][e] for c in cases.values()]
@@ -78,6 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--subset", default="val")
     p.add_argument("--engines", nargs="+", default=["ct2d", "ct3d", "hu"])
     p.add_argument("--arch", default="unet")
+    p.add_argument("--weights", default="", help="weights file instead of the shipped model (one engine)")
     p.add_argument("--fraction", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
             pairs = [q for q in pairs if split.get(q[0]) == args.subset]
         if not pairs:
             raise LungSegError("no CT cases to test")
-        result = dense_lung_stress(pairs, args.engines, args.fraction, args.seed, args.device, args.arch)
+        result = dense_lung_stress(pairs, args.engines, args.fraction, args.seed, args.device, args.arch,
+                                   args.weights)
     except LungSegError as e:
         print(f"dense_lung_stress: error: {e}", file=sys.stderr)
         return 2
