@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .postprocess import binary_opening_in_box, fill_holes_slicewise, largest_components, split_sides
+from .postprocess import binary_opening_in_box, bounding_box, fill_holes_slicewise, largest_components, split_sides
 
 LUNG_AIR_HU = -320.0
 MIN_LUNG_ML = 30.0
@@ -67,14 +67,18 @@ def airways(hu: np.ndarray, cand: np.ndarray, spacing, max_ml: float = 250.0) ->
     if seed is None:
         return empty
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    box = bounding_box(cand, margin=1)
+    sub_cand, sub_hu = cand[box], hu[box]
+    local_seed = tuple(int(c - b.start) for c, b in zip(seed, box))
     for threshold in (-800, -850, -900, -930, -950, -970, -990):
-        grown_src = cand & (hu < threshold)
-        if not grown_src[seed]:
+        grown_src = sub_cand & (sub_hu < threshold)
+        if not grown_src[local_seed]:
             continue
         lab, _ = ndimage.label(grown_src)
-        tree = lab == lab[seed]
+        tree = lab == lab[local_seed]
         if tree.sum() * voxel_ml <= max_ml:
-            return ndimage.binary_dilation(tree, iterations=1) & cand
+            empty[box] = ndimage.binary_dilation(tree, iterations=1) & sub_cand
+            return empty
     return empty
 
 

@@ -240,7 +240,7 @@ def write_labels(path, labels: Image) -> None:
 
             PILImage.fromarray(arr).save(tmp, format="PNG")
         else:
-            sitk.WriteImage(labels.with_array(arr).to_sitk(), str(tmp), useCompression=True)
+            sitk.WriteImage(labels.with_array(arr).to_sitk(), str(tmp), True, 1)  # fast zlib level
 
 
 def segment_terminology(modifier) -> str:
@@ -249,24 +249,31 @@ def segment_terminology(modifier) -> str:
             f"~SCT^39607008^Lung~SCT^{code}^{meaning}~Anatomic codes - DICOM master list~^^~^^")
 
 
-def write_seg_nrrd(path, labels: Image) -> None:
-    """Slicer segmentation file with segments "Right lung" / "Left lung" (slicerio writes Slicer's keys)."""
+def write_seg_nrrd(path, labels: Image, compression_level: int = 1) -> None:
+    """Slicer segmentation file with segments "Right lung" / "Left lung": one layer whose label values
+    are our label values (slicerio writes Slicer's header keys)."""
     import slicerio
     from slicerio.segmentation import terminology_entry_from_string
+
+    from .postprocess import bounding_box
 
     arr = np.asarray(labels.array, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[None]
     ijk = labels.ijk_to_lps()
-    if ijk.shape != (4, 4) or labels.ndim == 2:
+    if labels.ndim == 2:  # a radiograph: one slice, k axis along LPS z
         m = np.eye(4)
         m[:2, :2] = ijk[:2, :2]
         m[:2, 3] = ijk[:2, 2]
         ijk = m
-    seg = slicerio.create_segmentation(arr.T.shape, ijk)
-    voxels = arr.T  # numpy (z, y, x) -> slicerio (i, j, k)
+    seg = slicerio.create_segmentation((1, 1, 1), ijk)
+    seg["voxels"] = arr.T  # numpy (z, y, x) -> slicerio (i, j, k), a view
     for value, seg_id, name, color, modifier in SEGMENTS:
-        slicerio.add_segment(seg, voxels == value, {"id": seg_id, "name": name, "color": list(color),
-                                                   "terminology": terminology_entry_from_string(segment_terminology(modifier))})
+        segment = {"id": seg_id, "name": name, "color": list(color), "labelValue": value, "layer": 0,
+                   "terminology": terminology_entry_from_string(segment_terminology(modifier))}
+        box = bounding_box(arr == value, margin=0)
+        if box is not None:  # Slicer's extent: i_min i_max j_min j_max k_min k_max (inclusive)
+            segment["extent"] = [v for b in box[::-1] for v in (b.start, b.stop - 1)]
+        seg["segments"].append(segment)
     with atomic_path(path) as tmp:
-        slicerio.write_segmentation(str(tmp), seg)
+        slicerio.write_segmentation(str(tmp), seg, compression_level=compression_level)

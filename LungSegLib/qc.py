@@ -21,9 +21,12 @@ MIN_CXR_AREA = 0.03       # lung area fraction below this on a radiograph: proba
 def count_large_components(mask: np.ndarray, fraction: float = LARGE_FRACTION) -> int:
     """Connected components of ``mask`` at least ``fraction`` of the largest one (what an engine found
     before post-processing kept one component per side)."""
-    lab, n = ndimage.label(mask)
-    if n == 0:
+    from .postprocess import bounding_box
+
+    box = bounding_box(mask, margin=0)
+    if box is None:
         return 0
+    lab, n = ndimage.label(mask[box])
     sizes = np.bincount(lab.ravel())[1:]
     return int((sizes >= fraction * sizes.max()).sum())
 

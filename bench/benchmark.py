@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         ct141 = make_ct(args.dicom, 141, tmp / "ct141.nii.gz")
         rows = []
-        for engine in ("hu", "ct2d"):
+        for engine in ("hu", "ct2d", "ct3d"):
             r = run_child(ct141, engine, weights_for(engine, tmp) if engine != "hu" else "", args.threads,
                           tmp / f"out_{engine}")
             rows.append((f"{engine} 512x512x141 end-to-end", r))
