@@ -72,31 +72,65 @@ class Image:
         return m
 
 
-def orientation_code(image: Image) -> str:
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(list(image.direction))
+def _canonical_axes(direction) -> list:
+    """For each ITK axis (i, j, k): the LPS world axis it runs along most and whether it runs backwards."""
+    d = np.asarray(direction, float).reshape(3, 3)
+    world = [int(np.argmax(np.abs(d[:, a]))) for a in range(3)]
+    if len(set(world)) < 3:  # 45-degree ties: give each image axis its own world axis
+        world = _assign(d)
+    return [(w, bool(d[w, a] < 0)) for a, w in enumerate(world)]
+
+
+def _assign(d):
+    free, world = [0, 1, 2], [None] * 3
+    for a in np.argsort(-np.abs(d).max(axis=0)):
+        w = max(free, key=lambda w: abs(d[w, a]))
+        world[a] = w
+        free.remove(w)
+    return world
 
 
 def to_canonical(image: Image) -> Image:
     """Reorient a volume to LPS voxel order (x: right->left, y: anterior->posterior, z: inferior->superior).
 
-    Only permutes/flips axes (no interpolation), so :func:`from_canonical` restores the input grid
-    exactly; an oblique direction keeps its residual rotation.
+    Only permutes/flips axes (no interpolation, and no copy: the array is a numpy view), so
+    :func:`from_canonical` restores the input grid exactly; an oblique direction keeps its residual rotation.
     """
     if image.ndim != 3:
         return image
-    oriented = sitk.DICOMOrient(image.to_sitk(), "LPS")
-    out = Image.from_sitk(oriented, modality=image.modality, spacing_known=image.spacing_known)
-    out.meta = dict(image.meta)
+    axes = _canonical_axes(image.direction)
+    d = np.asarray(image.direction, float).reshape(3, 3)
+    origin = np.asarray(image.origin, float)
+    n_ijk = image.array.shape[::-1]
+    new_dir, new_spacing, order = np.zeros((3, 3)), [0.0] * 3, [0] * 3
+    arr = image.array
+    for a, (w, backwards) in enumerate(axes):
+        column = d[:, a]
+        if backwards:
+            origin = origin + column * image.spacing[a] * (n_ijk[a] - 1)
+            arr = np.flip(arr, axis=2 - a)
+            column = -column
+        new_dir[:, w], new_spacing[w], order[w] = column, image.spacing[a], a
+    arr = arr.transpose([2 - order[2], 2 - order[1], 2 - order[0]])  # numpy (z, y, x) of the new grid
+    out = Image(arr, spacing=tuple(new_spacing), origin=tuple(origin), direction=tuple(new_dir.ravel()),
+                modality=image.modality, spacing_known=image.spacing_known, meta=dict(image.meta))
     return out
 
 
 def from_canonical(labels: np.ndarray, canonical: Image, reference: Image) -> np.ndarray:
-    """Bring an array computed on the canonical grid back to the reference (input) grid."""
+    """Bring an array computed on the canonical grid back to the reference (input) grid (a view)."""
     if reference.ndim != 3:
         return labels
-    img = canonical.with_array(labels).to_sitk()
-    back = sitk.DICOMOrient(img, orientation_code(reference))
-    arr = sitk.GetArrayFromImage(back)
+    axes = _canonical_axes(reference.direction)
+    order = [0] * 3
+    for a, (w, _) in enumerate(axes):
+        order[w] = a
+    # canonical numpy axis for world axis w is 2 - w; reference numpy axis for ITK axis a is 2 - a
+    inverse = [2 - axes[2 - ax][0] for ax in range(3)]
+    arr = labels.transpose(inverse)
+    for a, (_, backwards) in enumerate(axes):
+        if backwards:
+            arr = np.flip(arr, axis=2 - a)
     if arr.shape != reference.array.shape:  # cannot happen for a pure permutation; guard anyway
         raise RuntimeError(f"reorientation changed shape {reference.array.shape} -> {arr.shape}")
     return arr
