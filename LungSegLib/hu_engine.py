@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .postprocess import binary_opening_in_box, bounding_box, fill_holes_slicewise, largest_components, split_sides
+from .postprocess import (binary_opening_in_box, bounding_box, fill_holes_slicewise, label_components,
+                          largest_components, split_sides)
 
 LUNG_AIR_HU = -320.0
 MIN_LUNG_ML = 30.0
@@ -25,7 +26,7 @@ def _inplane_structure():
 
 def outside_air_removed(air: np.ndarray) -> np.ndarray:
     """Air regions of each axial slice that do not touch the slice border."""
-    lab, n = ndimage.label(air, structure=_inplane_structure())
+    lab, n = label_components(air, structure=_inplane_structure())
     if n == 0:
         return air
     border = np.unique(np.concatenate([lab[:, 0, :].ravel(), lab[:, -1, :].ravel(),
@@ -74,7 +75,7 @@ def airways(hu: np.ndarray, cand: np.ndarray, spacing, max_ml: float = 250.0) ->
         grown_src = sub_cand & (sub_hu < threshold)
         if not grown_src[local_seed]:
             continue
-        lab, _ = ndimage.label(grown_src)
+        lab, _ = label_components(grown_src)
         tree = lab == lab[local_seed]
         if tree.sum() * voxel_ml <= max_ml:
             empty[box] = ndimage.binary_dilation(tree, iterations=1) & sub_cand

@@ -34,11 +34,19 @@ WEIGHT_METHOD = ("two-compartment gas/tissue model (Gattinoni): weight_g = sum(v
                  "includes blood in the lung")
 
 
+def _structure_mask(labels: np.ndarray, values) -> np.ndarray:
+    """Voxels whose label is one of ``values`` (comparisons, not np.isin: no 64-bit copy of a big map)."""
+    mask = labels == values[0]
+    for v in values[1:]:
+        mask |= labels == v
+    return mask
+
+
 def measure_ct(labels: np.ndarray, hu: np.ndarray, voxel_ml: float, density: float = 1.0) -> dict:
     """Per-structure CT measurements (see module docstring)."""
     structures = {}
     for name, values in STRUCTURES:
-        mask = np.isin(labels, values)
+        mask = _structure_mask(labels, values)
         h = hu[mask].astype(np.float32)  # float32 values, float64 sums: exact enough, half the memory
         n = int(h.size)
         tissue = np.clip((h + 1000.0) / 1000.0, 0.0, 1.0)
@@ -65,7 +73,7 @@ def measure_cxr(labels: np.ndarray, image: Image) -> dict:
     """Projected lung area per structure; cm2 only when the pixel spacing is known."""
     structures = {}
     for name, values in STRUCTURES:
-        n = int(np.isin(labels, values).sum())
+        n = int(_structure_mask(labels, values).sum())
         structures[name] = {"pixel_count": n,
                             "area_cm2": n * image.pixel_area_cm2 if image.spacing_known else None}
     r, l = structures["right"]["pixel_count"], structures["left"]["pixel_count"]

@@ -11,6 +11,28 @@ from scipy import ndimage
 RIGHT, LEFT = 1, 2
 
 
+def label_components(mask: np.ndarray, structure=None):
+    """``ndimage.label`` with 16-bit labels when they suffice (a quarter of the default's memory on big
+    CTs), 32-bit otherwise."""
+    for dtype in (np.uint16, np.int32):
+        out = np.empty(mask.shape, dtype)
+        try:
+            n = ndimage.label(mask, structure=structure, output=out)
+            return out, n
+        except RuntimeError:  # more components than 16 bits can count
+            del out
+    raise RuntimeError("unreachable")
+
+
+def component_sizes(lab: np.ndarray, n: int, chunk: int = 8) -> np.ndarray:
+    """Voxel count of labels 1..n, counted a few slices at a time (``np.bincount`` would otherwise make a
+    64-bit copy of the whole label map)."""
+    sizes = np.zeros(n + 1, np.int64)
+    for k in range(0, lab.shape[0], chunk):
+        sizes += np.bincount(lab[k:k + chunk].ravel(), minlength=n + 1)
+    return sizes[1:]
+
+
 def largest_components(mask: np.ndarray, keep: int = 2, min_fraction: float = 0.05) -> np.ndarray:
     """The ``keep`` largest connected components of a binary mask, dropping any under ``min_fraction``
     of the largest (stray blobs in the bowel, the table, outside air)."""
@@ -18,12 +40,13 @@ def largest_components(mask: np.ndarray, keep: int = 2, min_fraction: float = 0.
     box = bounding_box(mask, margin=0)
     if box is None:
         return out
-    lab, n = ndimage.label(mask[box])
-    sizes = np.bincount(lab.ravel())[1:]
+    lab, n = label_components(mask[box])
+    sizes = component_sizes(lab, n)
     order = np.argsort(sizes)[::-1][:keep]
-    keep_lut = np.zeros(n + 1, bool)
-    keep_lut[[i + 1 for i in order if sizes[i] >= min_fraction * sizes[order[0]]]] = True
-    out[box] = keep_lut[lab]
+    sub = out[box]
+    for i in order:
+        if sizes[i] >= min_fraction * sizes[order[0]]:
+            sub |= lab == i + 1
     return out
 
 
@@ -47,16 +70,13 @@ def binary_opening_in_box(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
 
 
 def fill_holes_slicewise(mask: np.ndarray) -> np.ndarray:
-    """Fill holes (vessels, airway walls) in every slice along axis 0, then in 3D (within the mask's box)."""
+    """Fill holes (vessels, airway walls) in every slice along axis 0 (within the mask's box)."""
     out = np.zeros(mask.shape, bool)
     box = bounding_box(mask)
     if box is None:
         return out
-    sub = mask[box]
-    filled = np.empty(sub.shape, bool)
-    for k in range(sub.shape[0]):
-        filled[k] = ndimage.binary_fill_holes(sub[k])
-    out[box] = ndimage.binary_fill_holes(filled)
+    for k in range(box[0].start, box[0].stop):
+        out[k][box[1:]] = ndimage.binary_fill_holes(mask[k][box[1:]])
     return out
 
 

@@ -9,7 +9,6 @@ right_left_ratio_outside_0.6_1.8, more_than_two_large_components, lateral_view, 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .measure import hu_calibration
 
@@ -21,13 +20,13 @@ MIN_CXR_AREA = 0.03       # lung area fraction below this on a radiograph: proba
 def count_large_components(mask: np.ndarray, fraction: float = LARGE_FRACTION) -> int:
     """Connected components of ``mask`` at least ``fraction`` of the largest one (what an engine found
     before post-processing kept one component per side)."""
-    from .postprocess import bounding_box
+    from .postprocess import bounding_box, component_sizes, label_components
 
     box = bounding_box(mask, margin=0)
     if box is None:
         return 0
-    lab, n = ndimage.label(mask[box])
-    sizes = np.bincount(lab.ravel())[1:]
+    lab, n = label_components(mask[box])
+    sizes = component_sizes(lab, n)
     return int((sizes >= fraction * sizes.max()).sum())
 
 

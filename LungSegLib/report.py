@@ -100,6 +100,12 @@ def _outlined(grey: np.ndarray, labels: np.ndarray):
     return PILImage.fromarray(rgb)
 
 
+def _median_index(mask: np.ndarray, axis: int) -> int:
+    """Median position of the mask's voxels along ``axis`` (from its projection: no index arrays)."""
+    counts = mask.sum(axis=tuple(a for a in range(mask.ndim) if a != axis), dtype=np.int64)
+    return int(np.searchsorted(np.cumsum(counts), counts.sum() / 2.0))
+
+
 def overlay_picture(result, panel: int = 320):
     """QC picture: the radiograph, or mid-axial / coronal / sagittal CT views through the lungs, with the
     right (green) and left (orange) lung outlined. Views are shown in radiological convention."""
@@ -117,7 +123,7 @@ def overlay_picture(result, panel: int = 320):
     sx, sy, sz = ct.spacing
     lungs = lab > 0
     if lungs.any():
-        z, y, x = (int(np.median(i)) for i in np.nonzero(lungs))
+        z, y, x = (_median_index(lungs, axis) for axis in range(3))
     else:
         z, y, x = (s // 2 for s in hu.shape)
     # canonical LPS: x index 0 is the patient's right, shown on the picture's left; superior up
