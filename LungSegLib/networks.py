@@ -67,6 +67,16 @@ def shipped_cards() -> list:
     return cards
 
 
+def validation_dice(card: dict) -> float:
+    return float(card.get("metrics", {}).get("validation", {}).get("dice_mean", 0.0))
+
+
+def best_validated_task(tasks) -> str | None:
+    """Among the tasks' default shipped models, the task whose model has the best validation Dice."""
+    cards = [c for c in shipped_cards() if c.get("task") in tasks and c.get("default")]
+    return max(cards, key=validation_dice)["task"] if cards else None
+
+
 def find_card(task: str, arch: str | None = None) -> dict:
     """The shipped card for a task (and arch); without an arch, the task's default (best-validated) model."""
     cards = [c for c in shipped_cards() if c.get("task") == task]

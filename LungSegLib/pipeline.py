@@ -41,16 +41,17 @@ class Result:
 
 
 def choose_engine(image: Image, params: Parameters) -> str:
-    """auto: the radiograph model for 2D radiographs; for CT the slice-wise network when its model is
-    shipped (or weights are given), else the HU engine."""
+    """auto: the radiograph model for 2D radiographs; for CT the shipped CT network with the best
+    validation Dice (ct2d or ct3d; ct2d when a weights file is given), else the HU engine."""
     if params.engine != "auto":
         return params.engine
     if image.modality == CXR:
         return "cxr"
-    from .networks import shipped_cards
+    if params.weights:
+        return "ct2d"
+    from .networks import best_validated_task
 
-    has_ct2d = params.weights or any(c.get("task") == "ct2d" for c in shipped_cards())
-    return "ct2d" if has_ct2d else "hu"
+    return best_validated_task(("ct2d", "ct3d")) or "hu"
 
 
 def segment_image(image: Image, params: Parameters | None = None, progress=None) -> Result:

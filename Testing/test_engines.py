@@ -77,3 +77,14 @@ def test_progress_callback_reports_and_can_cancel(random_weights):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) >= 5
     with pytest.raises(CancelledError):
         segment_image(image, params, progress=lambda f, m: f < 0.3)
+
+
+def test_auto_engine_picks_the_best_validated_shipped_ct_model():
+    from LungSegLib.networks import shipped_cards, validation_dice
+    from LungSegLib.pipeline import choose_engine
+
+    ct_cards = [c for c in shipped_cards() if c["task"] in ("ct2d", "ct3d") and c.get("default")]
+    image = read_image(SAMPLES / "ct-64.nrrd")
+    expected = max(ct_cards, key=validation_dice)["task"] if ct_cards else "hu"
+    assert choose_engine(image, Parameters()) == expected
+    assert choose_engine(read_image(SAMPLES / "montgomery_MCUCXR_0001_0.png"), Parameters()) == "cxr"
