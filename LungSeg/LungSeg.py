@@ -33,7 +33,7 @@ if (_REPO_ROOT / "LungSegLib" / "__init__.py").is_file() and str(_REPO_ROOT) not
 
 HELP = """Segments the patient's right and left lung in a chest CT volume or a chest radiograph
 (a single-slice volume) and measures them. Engines: <b>auto</b> (radiograph model for radiographs, else the
-slice-wise CT network when shipped, else HU threshold), <b>ct2d</b> (slice-wise CT network), <b>ct3d</b>
+best-validated shipped CT network, else HU threshold), <b>ct2d</b> (slice-wise CT network), <b>ct3d</b>
 (3D CT network), <b>cxr</b> (radiograph network), <b>hu</b> (classical HU threshold, no model).<br>
 CT measurements per structure (right, left, both): <b>volume_ml</b> = voxel count x voxel volume;
 <b>weight_g</b> = sum(voxel mL x clip((HU+1000)/1000, 0, 1)) x density (two-compartment gas/tissue model);
@@ -44,7 +44,10 @@ See <a href="https://github.com/lungseg/SlicerLungSeg">the project page</a>."""
 
 ACKNOWLEDGEMENT = """Sample data: COPDGene CT (Regan EA et al., COPD 7(1):32-43, 2010) via the Chest Imaging
 Platform test data (Brigham and Women's Hospital, CIP licence); Montgomery County chest X-ray set (Jaeger S
-et al., Quant Imaging Med Surg 4(6):475-477, 2014). Built on MONAI, PyTorch, SimpleITK and 3D Slicer."""
+et al., Quant Imaging Med Surg 4(6):475-477, 2014). Models trained on Montgomery and Shenzhen radiographs
+(Jaeger 2014; Candemir S et al., IEEE TMI 33(2):577-590, 2014; Shenzhen masks: Stirenko S et al., 2018) and
+LCTSC chest CTs (Yang J et al., Med Phys 45(10):4568-4581, 2018; TCIA, Clark K et al., J Digit Imaging
+26(6):1045-1057, 2013). Built on MONAI, PyTorch, SimpleITK and 3D Slicer."""
 
 
 class LungSeg(ScriptedLoadableModule):
