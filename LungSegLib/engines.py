@@ -59,11 +59,23 @@ def _checked(progress, fraction, message):
         raise CancelledError("cancelled by the user")
 
 
+def mirrored_probabilities(model, x):
+    """Softmax of the model averaged with its left-right mirror: flip the input, flip the output back and
+    swap the right/left channels (labels are sided, so a plain flip would be wrong). A model card turns
+    it on with ``"input": {"mirror_average": true}`` when it helped on validation."""
+    import torch
+
+    direct = torch.softmax(model(x), dim=1)
+    mirror = torch.flip(torch.softmax(model(torch.flip(x, dims=[-1])), dim=1), dims=[-1])
+    return (direct + mirror[:, [0, 2, 1]]) / 2
+
+
 def segment_ct2d(image: Image, params, progress=None):
     import torch
 
     device = pick_device(params.device)
     model, card = model_for("ct2d", params, device)
+    mirror = bool(card["input"].get("mirror_average", False))
     size, hu_range = card["input"]["size"], card["input"]["hu_range"]
     vol = image.array
     box = pp.body_box(vol)
@@ -74,8 +86,9 @@ def segment_ct2d(image: Image, params, progress=None):
             _checked(progress, start / vol.shape[0], f"slices {start + 1}-{min(vol.shape[0], start + bs)} "
                                                      f"of {vol.shape[0]}")
             x = torch.from_numpy(pp.slices_to_model(vol[start:start + bs], box, size, hu_range)).to(device)
-            prob = torch.softmax(model(x), dim=1).float().cpu().numpy()
-            labels[start:start + bs] = pp.slices_from_model(prob, box, vol[start:start + bs].shape)
+            prob = mirrored_probabilities(model, x) if mirror else torch.softmax(model(x), dim=1)
+            labels[start:start + bs] = pp.slices_from_model(prob.float().cpu().numpy(), box,
+                                                            vol[start:start + bs].shape)
     return _cleaned(labels, card)
 
 

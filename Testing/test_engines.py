@@ -88,3 +88,21 @@ def test_auto_engine_picks_the_best_validated_shipped_ct_model():
     expected = max(ct_cards, key=validation_dice)["task"] if ct_cards else "hu"
     assert choose_engine(image, Parameters()) == expected
     assert choose_engine(read_image(SAMPLES / "montgomery_MCUCXR_0001_0.png"), Parameters()) == "cxr"
+
+
+def test_mirror_average_is_left_right_equivariant_with_sides_swapped(random_weights):
+    """Mirroring the input must mirror the output and swap right/left: the property a sided mirror
+    average needs (a plain flip average without the channel swap fails it)."""
+    import torch
+
+    from LungSegLib.engines import mirrored_probabilities
+    from LungSegLib.networks import build_network, default_card
+
+    torch.manual_seed(0)
+    model = build_network(default_card("ct2d", "unet")).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        direct = mirrored_probabilities(model, x)
+        of_mirror = mirrored_probabilities(model, torch.flip(x, dims=[-1]))
+    assert torch.allclose(of_mirror, torch.flip(direct, dims=[-1])[:, [0, 2, 1]], atol=1e-5)
+    assert torch.allclose(direct.sum(dim=1), torch.ones(2, 64, 64), atol=1e-5)
