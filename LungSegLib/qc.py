@@ -53,8 +53,8 @@ def qc_ct(labels_c: np.ndarray, canonical, m: dict, raw_components: int | None =
             flags.append("mask_touches_border_possibly_truncated")
         if both_l < MIN_CHEST_LUNG_L:
             flags.append("suspected_non_chest_input")
-    final = count_large_components(labels_c > 0)
-    n_large = max(final, raw_components or 0)
+    # post-processing only removes components, so the engine's raw count is the one that matters
+    n_large = raw_components if raw_components is not None else count_large_components(labels_c > 0)
     if n_large > 2:
         flags.append("more_than_two_large_components")
     return {"flags": flags, "hu_calibration": cal, "large_components": n_large,
