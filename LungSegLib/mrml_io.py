@@ -77,16 +77,7 @@ def _write_with_storage_node(node, path: Path, extra_suffixes=()):
             if side.exists():
                 os.replace(side, str(path)[: -len(path.suffix)] + suffix)
     storage.SetFileName(str(path))
-    for written in [path] + [Path(str(path)[: -len(path.suffix)] + s) for s in extra_suffixes]:
-        if written.exists():  # temporary files are private (0600); results get the usual permissions
-            os.chmod(written, 0o666 & ~_umask())
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_segmentation(segmentation_node, path) -> Path:

@@ -12,10 +12,7 @@ OUT/errors.csv and skipped; the exit status is 1 when any case failed, 2 for bad
 """
 
 import argparse
-import csv
-import os
 import sys
-import tempfile
 import traceback
 from dataclasses import fields
 from pathlib import Path
@@ -25,13 +22,14 @@ if (REPO_ROOT / "LungSegLib" / "__init__.py").is_file():  # repo checkout; insid
     sys.path.insert(0, str(REPO_ROOT))
 
 from LungSegLib.errors import LungSegError  # noqa: E402
-from LungSegLib.io import list_cases, sanitize_name  # noqa: E402
+from LungSegLib.batch import ERROR_COLUMNS  # noqa: E402
+from LungSegLib.io import case_name, list_cases, write_text  # noqa: E402
+from LungSegLib.report import rows_to_csv  # noqa: E402
 from LungSegLib.mrml import get_scene, in_slicer_app  # noqa: E402
 from LungSegLib.mrml_io import load_volume, save_segmentation, save_table, segment_volume_node  # noqa: E402
 from LungSegLib.params import ARCHS, DEVICES, ENGINES, MODALITIES, Parameters  # noqa: E402
 
 CHOICES = {"engine": ENGINES, "arch": ARCHS, "device": DEVICES, "modality": MODALITIES}
-ERROR_COLUMNS = ["case", "input", "error"]
 
 
 def parse_args(argv):
@@ -49,16 +47,6 @@ def parse_args(argv):
     if argv and argv[0] == "--":  # Slicer may pass the separator through
         argv = argv[1:]
     return parser.parse_args(argv)
-
-
-def write_errors(path: Path, errors: list) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".errors.", suffix=".csv", dir=path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=ERROR_COLUMNS)
-        writer.writeheader()
-        writer.writerows(errors)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def run_one(scene, case: str, path: Path, outdir: Path, params: Parameters) -> dict:
@@ -90,7 +78,7 @@ def main(argv=None) -> int:
         try:
             cases.extend(list_cases([raw]))
         except LungSegError as e:
-            errors.append({"case": sanitize_name(Path(raw).name), "input": str(raw), "error": str(e)})
+            errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": str(e)})
             print(f"lungseg_batch: {e}", file=sys.stderr)
     scene = get_scene(None)
     done = 0
@@ -108,7 +96,7 @@ def main(argv=None) -> int:
             if not isinstance(e, LungSegError):
                 traceback.print_exc(limit=4, file=sys.stderr)
     if errors:
-        write_errors(outdir / "errors.csv", errors)
+        write_text(outdir / "errors.csv", rows_to_csv(errors, ERROR_COLUMNS))
     elif (outdir / "errors.csv").exists():
         (outdir / "errors.csv").unlink()
     print(f"{done} case(s) done, {len(errors)} failed; outputs in {outdir}")
