@@ -136,7 +136,20 @@ except ImportError:  # pragma: no cover - monai is a dependency of training
     RandDenseLungd = None
 
 
-def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6):
+def low_resolution(prob: float, ndim: int) -> list:
+    """Coarse scanners (4-5 mm in-plane, thick low-dose CT) seen through the model grid: MONAI
+    RandSimulateLowResolution, area down-sampling to 25-100 % then either nearest (the blocks that
+    inference's area resize makes when it enlarges) or (tri)linear up-sampling, half the time each."""
+    from monai.transforms import RandSimulateLowResolutiond
+
+    if prob <= 0:
+        return []
+    smooth = "bilinear" if ndim == 2 else "trilinear"
+    return [RandSimulateLowResolutiond("image", prob=prob / 2, downsample_mode="area", upsample_mode=mode,
+                                       zoom_range=(0.25, 1.0)) for mode in ("nearest", smooth)]
+
+
+def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, lowres_prob=0.0):
     """MONAI training transforms on cached uint8 model inputs (channel first): cxr, ct2d or ct3d."""
     from monai import transforms as T
 
@@ -163,17 +176,17 @@ def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6):
     if task == "ct2d":
         return T.Compose(first + [dense, T.RandAffined(
             keys, prob=0.7, rotate_range=0.15, scale_range=0.15, translate_range=(16, 16),
-            mode=("bilinear", "nearest"), padding_mode="zeros")] + common)
+            mode=("bilinear", "nearest"), padding_mode="zeros")] + low_resolution(lowres_prob, 2) + common)
     return T.Compose(first + [
         T.SpatialPadd(keys, spatial_size=roi),
         T.RandCropByPosNegLabeld(keys, "label", spatial_size=roi, pos=3, neg=1, num_samples=2),
         dense,
         T.RandAffined(keys, prob=0.5, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.12, 0.12, 0.12),
                       mode=("bilinear", "nearest"), padding_mode="zeros"),
-    ] + common)
+    ] + low_resolution(lowres_prob, 3) + common)
 
 
-def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float) -> str:
+def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float, lowres_prob: float = 0.0) -> str:
     """One-line description of the training augmentation for the model card."""
     if task == "cxr":
         return ("MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
@@ -182,5 +195,7 @@ def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float) -
     return (f"synthetic dense lung (RandDenseLungd, p={dense_prob}: dependent bands up to "
             f"{dense_max_fraction:.0%} of the lung and blobs at -100..+60 HU, label kept as lung), MONAI "
             "RandAffine (rotation, 12-15 % scale = spacing), RandGaussianNoise (~25 HU), RandAdjustContrast, "
-            "RandScale/ShiftIntensity; no left-right flips" + ("; 96^3 crops by RandCropByPosNegLabel"
+            "RandScale/ShiftIntensity; no left-right flips"
+            + (f"; RandSimulateLowResolution p={lowres_prob} (area down to 25-100 %, nearest or linear up)"
+               if lowres_prob > 0 else "") + ("; 96^3 crops by RandCropByPosNegLabel"
                                                              if task == "ct3d" else ""))

@@ -71,9 +71,18 @@ def validation_dice(card: dict) -> float:
     return float(card.get("metrics", {}).get("validation", {}).get("dice_mean", 0.0))
 
 
-def best_validated_task(tasks) -> str | None:
-    """Among the tasks' default shipped models, the task whose model has the best validation Dice."""
-    cards = [c for c in shipped_cards() if c.get("task") in tasks and c.get("default")]
+def suits_spacing(card: dict, inplane_mm: float | None) -> bool:
+    """False when a CT card declares the coarsest in-plane pixel it was trained for and the image is coarser:
+    the slice-wise model then sees enlarged, blocky slices unlike anything in its training."""
+    limit = card.get("input", {}).get("max_inplane_spacing_mm")
+    return limit is None or inplane_mm is None or inplane_mm <= float(limit)
+
+
+def best_validated_task(tasks, inplane_mm: float | None = None) -> str | None:
+    """Among the tasks' default shipped models that suit the image's in-plane pixel size, the task whose model
+    has the best validation Dice."""
+    cards = [c for c in shipped_cards() if c.get("task") in tasks and c.get("default")
+             and suits_spacing(c, inplane_mm)]
     return max(cards, key=validation_dice)["task"] if cards else None
 
 

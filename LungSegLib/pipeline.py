@@ -42,7 +42,8 @@ class Result:
 
 def choose_engine(image: Image, params: Parameters) -> str:
     """auto: the radiograph model for 2D radiographs; for CT the shipped CT network with the best
-    validation Dice (ct2d or ct3d; ct2d when a weights file is given), else the HU engine."""
+    validation Dice among those suited to the in-plane pixel size (ct2d or ct3d; ct2d when a weights file
+    is given), else the HU engine."""
     if params.engine != "auto":
         return params.engine
     if image.modality == CXR:
@@ -51,7 +52,14 @@ def choose_engine(image: Image, params: Parameters) -> str:
         return "ct2d"
     from .networks import best_validated_task
 
-    return best_validated_task(("ct2d", "ct3d")) or "hu"
+    return best_validated_task(("ct2d", "ct3d"), inplane_spacing_mm(image)) or "hu"
+
+
+def inplane_spacing_mm(image: Image) -> float | None:
+    """The coarser of the two axial in-plane pixel sizes (on the LPS-canonical grid), for 3D volumes."""
+    if image.ndim != 3:
+        return None
+    return float(max(to_canonical(image).spacing[:2]))
 
 
 def segment_image(image: Image, params: Parameters | None = None, progress=None) -> Result:

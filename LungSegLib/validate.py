@@ -89,6 +89,8 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
         raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
                            f"({describe_range(arr)}); expected air near -1000 HU and soft tissue near 0-60 HU; "
                            "pass --allow-non-hu to run anyway")
+    if engine == "ct2d":
+        _check_ct2d_spacing(image, params, warnings)
     sz = float(image.spacing[2])
     if sz < THIN_MM:
         warnings.append(f"very thin slices ({sz:.2f} mm)")
@@ -96,6 +98,22 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
         warnings.append(f"thick slices ({sz:.1f} mm): partial-volume effects, volumes are approximate")
     if min(arr.shape) < 48:
         warnings.append(f"small volume {arr.shape}: results are coarse")
+
+
+def _check_ct2d_spacing(image, params, warnings) -> None:
+    """Warn when the slice-wise model would see slices coarser than it was trained on."""
+    from .image import to_canonical
+    from .networks import find_card, suits_spacing
+
+    try:
+        card = find_card("ct2d", None if params.arch == "auto" else params.arch)
+    except LungSegError:
+        return  # a missing model is reported by the engine with its own message
+    inplane = float(max(to_canonical(image).spacing[:2]))
+    if not suits_spacing(card, inplane):
+        warnings.append(f"in-plane pixels of {inplane:.2f} mm are coarser than the {card['input']['max_inplane_spacing_mm']}"
+                        f" mm the slice-wise model ({card['name']}) was trained for; --engine ct3d (fixed 2.5 mm "
+                        "grid) is likely more accurate")
 
 
 def _sample(arr: np.ndarray) -> np.ndarray:

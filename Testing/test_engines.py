@@ -10,6 +10,7 @@ from LungSegLib.errors import LungSegError
 from LungSegLib.io import read_image
 from LungSegLib.params import Parameters
 from LungSegLib.pipeline import run_case, segment_image
+from LungSegLib.validate import check_image
 
 
 def _mask_on(image_path, mask_path):
@@ -79,15 +80,37 @@ def test_progress_callback_reports_and_can_cancel(random_weights):
         segment_image(image, params, progress=lambda f, m: f < 0.3)
 
 
-def test_auto_engine_picks_the_best_validated_shipped_ct_model():
-    from LungSegLib.networks import shipped_cards, validation_dice
+def test_auto_engine_picks_the_best_validated_shipped_ct_model_that_suits_the_pixel_size():
+    from dataclasses import replace
+
+    from LungSegLib.networks import shipped_cards, suits_spacing, validation_dice
     from LungSegLib.pipeline import choose_engine
 
     ct_cards = [c for c in shipped_cards() if c["task"] in ("ct2d", "ct3d") and c.get("default")]
-    image = read_image(SAMPLES / "ct-64.nrrd")
-    expected = max(ct_cards, key=validation_dice)["task"] if ct_cards else "hu"
-    assert choose_engine(image, Parameters()) == expected
+    coarse = read_image(SAMPLES / "ct-64.nrrd")  # 4.2 mm pixels
+    fine = replace(coarse, spacing=(0.8, 0.8, coarse.spacing[2]))
+
+    def expected(inplane):
+        suited = [c for c in ct_cards if suits_spacing(c, inplane)]
+        return max(suited, key=validation_dice)["task"] if suited else "hu"
+
+    assert choose_engine(fine, Parameters()) == expected(0.8)
+    assert choose_engine(coarse, Parameters()) == expected(max(coarse.spacing[:2]))
     assert choose_engine(read_image(SAMPLES / "montgomery_MCUCXR_0001_0.png"), Parameters()) == "cxr"
+
+
+def test_ct2d_on_coarser_pixels_than_it_was_trained_for_warns_and_auto_avoids_it():
+    from LungSegLib.networks import find_card
+
+    limit = find_card("ct2d")["input"].get("max_inplane_spacing_mm")
+    assert limit is not None and limit < 4.0  # the shipped card declares its training pixel size
+    image = read_image(SAMPLES / "ct-64.nrrd")
+    from LungSegLib.pipeline import choose_engine
+
+    assert choose_engine(image, Parameters()) != "ct2d"
+    warnings = check_image(image, "ct2d", Parameters().validate())
+    assert any("coarser than" in w and "ct3d" in w for w in warnings)
+    assert not any("coarser than" in w for w in check_image(image, "ct3d", Parameters().validate()))
 
 
 def test_mirror_average_is_left_right_equivariant_with_sides_swapped(random_weights):

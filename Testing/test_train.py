@@ -146,6 +146,27 @@ def test_dense_case_is_dependent_and_dense():
     assert np.nonzero(region)[1].mean() > np.nonzero(lungs)[1].mean()  # posterior = larger y index
 
 
+def test_low_resolution_augmentation_coarsens_only_the_image():
+    """--lowres-prob: the slice loses fine detail (blocks or blur), the label is untouched."""
+    from LungSegLib.augment import train_transforms
+
+    rng = np.random.default_rng(0)
+    item = {"image": rng.integers(0, 255, (1, 64, 64)).astype(np.uint8),
+            "label": (rng.random((1, 64, 64)) > 0.5).astype(np.uint8)}
+    plain = train_transforms("ct2d", None, dense_prob=0.0, lowres_prob=0.0)
+    coarse = train_transforms("ct2d", None, dense_prob=0.0, lowres_prob=2.0)  # both variants always on
+
+    def roughness(t):
+        t.set_random_state(seed=3)
+        out = t(dict(item))
+        img = np.asarray(out["image"])[0]
+        return np.abs(np.diff(img, axis=-1)).mean(), np.asarray(out["label"])
+    rough_plain, _ = roughness(plain)
+    rough_coarse, label = roughness(coarse)
+    assert rough_coarse < 0.8 * rough_plain
+    assert set(np.unique(label)) <= {0.0, 1.0}
+
+
 # ------------------------------------------------------------------------------------- training
 def _tiny_cxr(tmp_path, n=4) -> Path:
     if not MONTGOMERY.is_dir():
