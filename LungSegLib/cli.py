@@ -76,7 +76,7 @@ def cmd_info() -> int:
     import torch
 
     from . import __version__
-    from .networks import shipped_cards
+    from .networks import shipped_cards, validation_dice
 
     print(f"lungseg {__version__}  python {platform.python_version()}  torch {torch.__version__}  "
           f"monai {monai.__version__}  SimpleITK {SimpleITK.Version_VersionString()}  numpy {numpy.__version__}")
@@ -88,6 +88,10 @@ def cmd_info() -> int:
     for c in cards:
         metrics = c.get("metrics", {})
         summary = ", ".join(f"{k} {v}" for k, v in metrics.items() if isinstance(v, (int, float)))
+        if validation_dice(c):
+            summary += f", validation Dice {validation_dice(c)}"
+        if c.get("input", {}).get("max_inplane_spacing_mm"):
+            summary += f", for pixels <= {c['input']['max_inplane_spacing_mm']} mm"
         print(f"  {c['name']:<16} task {c['task']:<5} arch {c['arch']:<8} version {c.get('version', '?')}"
               f"{'  [default]' if c.get('default') else ''}  {summary}")
         print(f"  {'':<16} card: {c['card_path']}")

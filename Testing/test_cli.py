@@ -102,3 +102,10 @@ def test_info_lists_versions_and_models(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "monai" in out and "device:" in out
+    from LungSegLib.networks import shipped_cards
+
+    for card in shipped_cards():  # each model with the numbers and pixel range auto chooses by
+        line = next(x for x in out.splitlines() if x.strip().startswith(card["name"]))
+        assert f"validation Dice {card['metrics']['validation']['dice_mean']}" in line
+        limit = card["input"].get("max_inplane_spacing_mm")
+        assert (f"pixels <= {limit} mm" in line) == (limit is not None)
