@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder of cases")
     s.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     s.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="auto: cxr for radiographs; for CT the best-validated shipped CT model suited to the pixel size, hu if none")
+                   help="auto: cxr for radiographs; for CT the shipped CT model suited to the pixel size with the best worst-of validation and external checks, hu if none")
     s.add_argument("--arch", choices=ARCHS, default="auto",
                    help="network architecture; auto = the best-validated shipped model")
     s.add_argument("--device", choices=DEVICES, default="auto")

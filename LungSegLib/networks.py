@@ -71,6 +71,14 @@ def validation_dice(card: dict) -> float:
     return float(card.get("metrics", {}).get("validation", {}).get("dice_mean", 0.0))
 
 
+def selection_dice(card: dict) -> float:
+    """What ``auto`` ranks CT models by: the worst of the validation Dice and the card's external checks
+    (other sites' volumes within the model's pixel range). Two validation patients from the training site
+    cannot show how a model travels; an external volume can."""
+    checks = [float(c["dice"]) for c in card.get("metrics", {}).get("external_checks", [])]
+    return min([validation_dice(card)] + checks)
+
+
 def suits_spacing(card: dict, inplane_mm: float | None) -> bool:
     """False when a CT card declares the coarsest in-plane pixel it was trained for and the image is coarser:
     the slice-wise model then sees enlarged, blocky slices unlike anything in its training."""
@@ -80,10 +88,10 @@ def suits_spacing(card: dict, inplane_mm: float | None) -> bool:
 
 def best_validated_task(tasks, inplane_mm: float | None = None) -> str | None:
     """Among the tasks' default shipped models that suit the image's in-plane pixel size, the task whose model
-    has the best validation Dice."""
+    has the best :func:`selection_dice` (validation and external checks)."""
     cards = [c for c in shipped_cards() if c.get("task") in tasks and c.get("default")
              and suits_spacing(c, inplane_mm)]
-    return max(cards, key=validation_dice)["task"] if cards else None
+    return max(cards, key=selection_dice)["task"] if cards else None
 
 
 def find_card(task: str, arch: str | None = None) -> dict:

@@ -83,7 +83,7 @@ def test_progress_callback_reports_and_can_cancel(random_weights):
 def test_auto_engine_picks_the_best_validated_shipped_ct_model_that_suits_the_pixel_size():
     from dataclasses import replace
 
-    from LungSegLib.networks import shipped_cards, suits_spacing, validation_dice
+    from LungSegLib.networks import selection_dice, shipped_cards, suits_spacing
     from LungSegLib.pipeline import choose_engine
 
     ct_cards = [c for c in shipped_cards() if c["task"] in ("ct2d", "ct3d") and c.get("default")]
@@ -92,11 +92,20 @@ def test_auto_engine_picks_the_best_validated_shipped_ct_model_that_suits_the_pi
 
     def expected(inplane):
         suited = [c for c in ct_cards if suits_spacing(c, inplane)]
-        return max(suited, key=validation_dice)["task"] if suited else "hu"
+        return max(suited, key=selection_dice)["task"] if suited else "hu"
 
     assert choose_engine(fine, Parameters()) == expected(0.8)
     assert choose_engine(coarse, Parameters()) == expected(max(coarse.spacing[:2]))
     assert choose_engine(read_image(SAMPLES / "montgomery_MCUCXR_0001_0.png"), Parameters()) == "cxr"
+
+
+def test_selection_dice_is_the_worst_of_validation_and_external_checks():
+    from LungSegLib.networks import selection_dice
+
+    card = {"metrics": {"validation": {"dice_mean": 0.98}}}
+    assert selection_dice(card) == 0.98
+    card["metrics"]["external_checks"] = [{"dice": 0.93}, {"dice": 0.97}]
+    assert selection_dice(card) == 0.93
 
 
 def test_ct2d_on_coarser_pixels_than_it_was_trained_for_warns_and_auto_avoids_it():

@@ -3,8 +3,8 @@
     python bench/benchmark.py [--dicom ../shared/data/ct/ctanalyser-tcia-lung-pet-ct-dx-A0001/Chest_CT]
 
 End to end (read -> segment -> measure -> write every output) on a 512x512x141 CT (a real 512x512x64
-TCIA chest CT resampled to 141 slices), for the hu and ct2d engines; one radiograph; and the peak
-resident memory of a 512x512x600 CT through ct2d, each in a fresh process. Shipped models are used when
+TCIA chest CT resampled to 141 slices), for the hu, ct2d and ct3d engines; one radiograph; and the peak
+resident memory of a 512x512x600 CT through ct2d and ct3d, each in a fresh process. Shipped models are used when
 present, otherwise randomly initialised weights of the same architecture (same cost).
 """
 
@@ -105,8 +105,9 @@ def main(argv=None) -> int:
                      run_child(cxr, "cxr", weights_for("cxr", tmp), args.threads, tmp / "out_cxr")))
         if not args.skip_600:
             ct600 = make_ct(args.dicom, 600, tmp / "ct600.nii.gz")
-            rows.append(("ct2d 512x512x600 peak memory",
-                         run_child(ct600, "ct2d", weights_for("ct2d", tmp), args.threads, tmp / "out600", 1)))
+            for engine in ("ct2d", "ct3d"):
+                rows.append((f"{engine} 512x512x600 peak memory",
+                             run_child(ct600, engine, weights_for(engine, tmp), args.threads, tmp / "out600", 1)))
     print(f"cpu cores: {os.cpu_count()}, torch threads: {args.threads}")
     for name, r in rows:
         if "error" in r:
