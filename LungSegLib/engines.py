@@ -109,21 +109,7 @@ def segment_ct3d(image: Image, params, progress=None):
                                           predictor=model, overlap=0.25, mode="gaussian")
         prob = torch.softmax(logits, dim=1)[0].float().cpu().numpy()
     _checked(progress, 0.8, "resampling back to the input grid")
-    ref = image.to_sitk()
-    best = None
-    labels = np.zeros(image.array.shape, np.uint8)
-    for c in range(prob.shape[0]):  # one channel at a time keeps memory to two full-size float maps
-        ch = sitk.GetImageFromArray(prob[c])
-        ch.CopyInformation(low)
-        up = sitk.GetArrayFromImage(sitk.Resample(ch, ref, sitk.Transform(), sitk.sitkLinear, 0.0,
-                                                  sitk.sitkFloat32))
-        if best is None:
-            best = up
-        else:
-            better = up > best
-            labels[better] = c
-            best = np.maximum(best, up)
-    return _cleaned(labels, card)
+    return _cleaned(pp.labels_from_low_grid(prob, low, image), card)
 
 
 def segment_cxr(image: Image, params, progress=None):

@@ -105,6 +105,31 @@ def resample_volume(image, spacing, interpolator="linear", default=AIR_HU):
     return out
 
 
+def labels_from_low_grid(prob: np.ndarray, low, image, slab: int = 32) -> np.ndarray:
+    """Argmax of class probabilities on the model's grid ``low`` (SimpleITK image geometry), linearly
+    resampled onto ``image``'s (z, y, x) grid a slab of slices at a time, so memory stays at a few slabs
+    of float maps instead of one full-size map per class (a 512x512x600 CT: 0.6 GB each)."""
+    import SimpleITK as sitk
+
+    channels = []
+    for p in prob:
+        ch = sitk.GetImageFromArray(np.ascontiguousarray(p, np.float32))
+        ch.CopyInformation(low)
+        channels.append(ch)
+    nz, ny, nx = image.array.shape
+    direction = np.asarray(image.direction, float).reshape(3, 3)
+    spacing = np.asarray(image.spacing, float)
+    labels = np.zeros((nz, ny, nx), np.uint8)
+    for z0 in range(0, nz, slab):
+        n = min(slab, nz - z0)
+        origin = np.asarray(image.origin, float) + direction @ (np.array([0.0, 0.0, z0]) * spacing)
+        maps = [sitk.GetArrayFromImage(sitk.Resample(ch, [nx, ny, n], sitk.Transform(), sitk.sitkLinear,
+                                                     origin.tolist(), spacing.tolist(), direction.ravel().tolist(),
+                                                     0.0, sitk.sitkFloat32)) for ch in channels]
+        labels[z0:z0 + n] = np.argmax(np.stack(maps), axis=0)
+    return labels
+
+
 def radiograph_to_model(arr: np.ndarray, size, percentiles) -> np.ndarray:
     """(H, W) grey -> (1, 1, s, s) float32 model input."""
     x = scale_radiograph(arr, percentiles)
