@@ -33,7 +33,8 @@ if (_REPO_ROOT / "LungSegLib" / "__init__.py").is_file() and str(_REPO_ROOT) not
 
 HELP = """Segments the patient's right and left lung in a chest CT volume or a chest radiograph
 (a single-slice volume) and measures them. Engines: <b>auto</b> (radiograph model for radiographs, else the
-shipped CT network trained for the volume's pixel size with the best validation and external-check Dice, else HU threshold), <b>ct2d</b> (slice-wise CT network), <b>ct3d</b>
+shipped CT network trained for the volume's pixel size with the best validation and external-check Dice,
+else HU threshold), <b>ct2d</b> (slice-wise CT network), <b>ct3d</b>
 (3D CT network), <b>cxr</b> (radiograph network), <b>hu</b> (classical HU threshold, no model).<br>
 CT measurements per structure (right, left, both): <b>volume_ml</b> = voxel count x voxel volume;
 <b>weight_g</b> = sum(voxel mL x clip((HU+1000)/1000, 0, 1)) x density (two-compartment gas/tissue model);

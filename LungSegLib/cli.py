@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder of cases")
     s.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     s.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="auto: cxr for radiographs; for CT the shipped CT model suited to the pixel size with the best worst-of validation and external checks, hu if none")
+                   help="auto: cxr for radiographs; for CT the shipped CT model suited to the pixel size with "
+                        "the best worst-of validation and external checks, hu if none")
     s.add_argument("--arch", choices=ARCHS, default="auto",
                    help="network architecture; auto = the best-validated shipped model")
     s.add_argument("--device", choices=DEVICES, default="auto")
@@ -88,8 +89,8 @@ def cmd_info() -> int:
     for c in cards:
         metrics = c.get("metrics", {})
         summary = ", ".join(f"{k} {v}" for k, v in metrics.items() if isinstance(v, (int, float)))
-        if validation_dice(c):
-            summary += f", validation Dice {validation_dice(c)}"
+        if val := validation_dice(c):
+            summary += f", validation Dice {val}"
         if c.get("input", {}).get("max_inplane_spacing_mm"):
             summary += f", for pixels <= {c['input']['max_inplane_spacing_mm']} mm"
         print(f"  {c['name']:<16} task {c['task']:<5} arch {c['arch']:<8} version {c.get('version', '?')}"

@@ -134,3 +134,10 @@ def from_canonical(labels: np.ndarray, canonical: Image, reference: Image) -> np
     if arr.shape != reference.array.shape:  # cannot happen for a pure permutation; guard anyway
         raise RuntimeError(f"reorientation changed shape {reference.array.shape} -> {arr.shape}")
     return arr
+
+
+def inplane_spacing_mm(image: Image) -> float | None:
+    """The coarser of the two axial in-plane pixel sizes (on the LPS-canonical grid), for 3D volumes."""
+    if image.ndim != 3:
+        return None
+    return float(max(to_canonical(image).spacing[:2]))

@@ -11,7 +11,7 @@ import numpy as np
 from . import __version__
 from .engines import ENGINES
 from .errors import LungSegError
-from .image import CT, CXR, Image, from_canonical, to_canonical
+from .image import CT, CXR, Image, from_canonical, inplane_spacing_mm, to_canonical
 from .io import read_image
 from .measure import measure_ct, measure_cxr
 from .params import Parameters
@@ -41,9 +41,9 @@ class Result:
 
 
 def choose_engine(image: Image, params: Parameters) -> str:
-    """auto: the radiograph model for 2D radiographs; for CT the shipped CT network with the best
-    validation Dice among those suited to the in-plane pixel size (ct2d or ct3d; ct2d when a weights file
-    is given), else the HU engine."""
+    """auto: the radiograph model for 2D radiographs; for CT, among the shipped CT networks suited to the
+    in-plane pixel size, the one with the best :func:`networks.selection_dice` (ct2d or ct3d; ct2d when a
+    weights file is given), else the HU engine."""
     if params.engine != "auto":
         return params.engine
     if image.modality == CXR:
@@ -53,13 +53,6 @@ def choose_engine(image: Image, params: Parameters) -> str:
     from .networks import best_validated_task
 
     return best_validated_task(("ct2d", "ct3d"), inplane_spacing_mm(image)) or "hu"
-
-
-def inplane_spacing_mm(image: Image) -> float | None:
-    """The coarser of the two axial in-plane pixel sizes (on the LPS-canonical grid), for 3D volumes."""
-    if image.ndim != 3:
-        return None
-    return float(max(to_canonical(image).spacing[:2]))
 
 
 def segment_image(image: Image, params: Parameters | None = None, progress=None) -> Result:

@@ -102,18 +102,19 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
 
 def _check_ct2d_spacing(image, params, warnings) -> None:
     """Warn when the slice-wise model would see slices coarser than it was trained on."""
-    from .image import to_canonical
+    from .image import inplane_spacing_mm
     from .networks import find_card, suits_spacing
 
     try:
         card = find_card("ct2d", None if params.arch == "auto" else params.arch)
     except LungSegError:
         return  # a missing model is reported by the engine with its own message
-    inplane = float(max(to_canonical(image).spacing[:2]))
+    inplane = inplane_spacing_mm(image)
     if not suits_spacing(card, inplane):
-        warnings.append(f"in-plane pixels of {inplane:.2f} mm are coarser than the {card['input']['max_inplane_spacing_mm']}"
-                        f" mm the slice-wise model ({card['name']}) was trained for; --engine ct3d (fixed 2.5 mm "
-                        "grid) is likely more accurate")
+        limit = card["input"]["max_inplane_spacing_mm"]
+        warnings.append(f"in-plane pixels of {inplane:.2f} mm are coarser than the {limit} mm the slice-wise "
+                        f"model ({card['name']}) was trained for; --engine ct3d (fixed 2.5 mm grid) is likely "
+                        "more accurate")
 
 
 def _sample(arr: np.ndarray) -> np.ndarray:

@@ -110,11 +110,11 @@ def test_selection_dice_is_the_worst_of_validation_and_external_checks():
 
 def test_ct2d_on_coarser_pixels_than_it_was_trained_for_warns_and_auto_avoids_it():
     from LungSegLib.networks import find_card
+    from LungSegLib.pipeline import choose_engine
 
     limit = find_card("ct2d")["input"].get("max_inplane_spacing_mm")
     assert limit is not None and limit < 4.0  # the shipped card declares its training pixel size
     image = read_image(SAMPLES / "ct-64.nrrd")
-    from LungSegLib.pipeline import choose_engine
 
     assert choose_engine(image, Parameters()) != "ct2d"
     warnings = check_image(image, "ct2d", Parameters().validate())

@@ -25,7 +25,7 @@ from LungSegLib.networks import find_card, load_model
 from LungSegLib.train import items_for
 
 
-def merged_dice(model, items, batch=32) -> np.ndarray:
+def merged_dice(model, items, batch=32) -> tuple[np.ndarray, np.ndarray]:
     """Per-item Dice of both lungs merged, plus the share of each mask lying outside the prediction."""
     model.eval()
     dice, beyond = [], []
