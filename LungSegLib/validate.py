@@ -101,7 +101,10 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
 
 
 def _check_ct2d_spacing(image, params, warnings) -> None:
-    """Warn when the slice-wise model would see slices coarser than it was trained on."""
+    """Warn when the shipped slice-wise model would see slices coarser than it was trained on (a user's own
+    ``--weights`` declare no training pixel size, so they get no warning)."""
+    if params.weights:
+        return
     from .image import inplane_spacing_mm
     from .networks import find_card, suits_spacing
 

@@ -108,7 +108,7 @@ def test_selection_dice_is_the_worst_of_validation_and_external_checks():
     assert selection_dice(card) == 0.93
 
 
-def test_ct2d_on_coarser_pixels_than_it_was_trained_for_warns_and_auto_avoids_it():
+def test_ct2d_on_coarser_pixels_than_it_was_trained_for_warns_and_auto_avoids_it(random_weights):
     from LungSegLib.networks import find_card
     from LungSegLib.pipeline import choose_engine
 
@@ -120,6 +120,8 @@ def test_ct2d_on_coarser_pixels_than_it_was_trained_for_warns_and_auto_avoids_it
     warnings = check_image(image, "ct2d", Parameters().validate())
     assert any("coarser than" in w and "ct3d" in w for w in warnings)
     assert not any("coarser than" in w for w in check_image(image, "ct3d", Parameters().validate()))
+    own = Parameters(engine="ct2d", weights=str(random_weights("ct2d"))).validate()
+    assert not any("coarser than" in w for w in check_image(image, "ct2d", own))
 
 
 def test_mirror_average_is_left_right_equivariant_with_sides_swapped(random_weights):
