@@ -149,14 +149,18 @@ def low_resolution(prob: float, ndim: int) -> list:
                                        zoom_range=(0.25, 1.0)) for mode in ("nearest", smooth)]
 
 
-def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, lowres_prob=0.0):
+def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, lowres_prob=0.0, opacity_prob=0.0):
     """MONAI training transforms on cached uint8 model inputs (channel first): cxr, ct2d or ct3d."""
     from monai import transforms as T
 
     keys = ("image", "label")
     first = [T.ScaleIntensityRanged("image", 0, 255, 0.0, 1.0), T.CastToTyped("label", dtype=np.float32)]
     if task == "cxr":
-        return T.Compose(first + [
+        from .opacity import TRAINED, RandOpacityd
+
+        opacity = [RandOpacityd(("image",), "label", prob=opacity_prob, families=TRAINED,
+                                portable_prob=opacity_prob / 3)] if opacity_prob > 0 else []
+        return T.Compose(first + opacity + [
             T.RandAffined(keys, prob=0.8, rotate_range=0.17, scale_range=0.12, translate_range=(20, 20),
                           shear_range=0.05, mode=("bilinear", "nearest"), padding_mode="zeros"),
             T.RandAdjustContrastd("image", prob=0.5, gamma=(0.6, 1.6)),
@@ -186,10 +190,16 @@ def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, low
     ] + low_resolution(lowres_prob, 3) + common)
 
 
-def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float, lowres_prob: float = 0.0) -> str:
+def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float, lowres_prob: float = 0.0,
+                      opacity_prob: float = 0.0) -> str:
     """One-line description of the training augmentation for the model card."""
     if task == "cxr":
-        return ("MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
+        from .opacity import HELD_OUT, TRAINED
+
+        return ((f"synthetic opacities painted inside the lung mask (RandOpacityd p={opacity_prob}: families "
+                 f"{', '.join(TRAINED)}; held out of training: {', '.join(HELD_OUT)}; label kept as lung) and "
+                 f"the AP portable look (p={opacity_prob / 3:.2f}: lower contrast, wires, electrodes), then "
+                 if opacity_prob > 0 else "") +"MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
                 "0.6-1.6), RandScaleIntensity 20 %, RandShiftIntensity 0.1, RandGaussianSmooth, RandGaussianNoise; "
                 "no left-right flips")
     return (f"synthetic dense lung (RandDenseLungd, p={dense_prob}: dependent bands up to "

@@ -3,8 +3,9 @@ compact model-grid caches (the exact arrays the networks see at inference).
 
 Accepted folder layouts (``--data DIR``):
 
-1. ``DIR/images/<name>`` + ``DIR/masks/<name>`` with identical file names (radiographs as PNG/JPG, or
-   CT volumes). Masks: 0 = background, any other value = lung; values 1 and 2 are kept as
+1. ``DIR/images/<name>`` + ``DIR/masks/<name>`` paired by file stem (``a.jpg`` image + ``a.png`` mask,
+   or identical names; radiographs as PNG/JPG/TIFF, or CT volumes). A lossless mask format (PNG) is
+   advised: JPEG masks blur at the border. Masks: 0 = background, any other value = lung; values 1 and 2 are kept as
    right/left when both are present, otherwise sides are derived (see below).
 2. ``DIR/<case>_ct.nii.gz`` + ``DIR/<case>_lungs.nii.gz`` (also ``.nrrd``/``.mha``) — the LCTSC layout.
    Use this for your own CT: one ``<case>_ct`` and one ``<case>_lungs`` file per patient, any grid;
@@ -44,6 +45,20 @@ def patient_id(case: str) -> str:
     return re.sub(r"_\d+$", "", case)
 
 
+def masks_by_stem(folder: Path) -> dict:
+    """``{stem: mask path}``: an image and its mask pair by file stem, so ``case.jpg`` (lossy image) finds
+    ``case.png`` (lossless mask). Two masks with one stem (``a.png`` and ``a.tif``) are refused."""
+    out = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            stem = _stem(p)
+            if stem in out:
+                raise LungSegError(f"masks {out[stem].name} and {p.name} in {folder} share the stem {stem!r}; "
+                                   "keep one mask per image")
+            out[stem] = p
+    return out
+
+
 def find_pairs(folders) -> list:
     """``[(case, image_path, mask_path), ...]`` from one or more data folders (layouts in the module doc)."""
     pairs = []
@@ -53,10 +68,10 @@ def find_pairs(folders) -> list:
             raise LungSegError(f"data folder {folder} does not exist")
         found = []
         if (folder / "images").is_dir() and (folder / "masks").is_dir():
-            masks = {p.name: p for p in (folder / "masks").iterdir() if p.is_file()}
+            masks = masks_by_stem(folder / "masks")
             for img in sorted((folder / "images").iterdir()):
-                if img.is_file() and img.name in masks:
-                    found.append((_stem(img), img, masks[img.name]))
+                if img.is_file() and _stem(img) in masks:
+                    found.append((_stem(img), img, masks[_stem(img)]))
         else:
             for img in sorted(folder.iterdir()):
                 m = re.match(r"(.+)_ct(\.nii\.gz|\.nii|\.nrrd|\.mha|\.mhd)$", img.name)
@@ -66,7 +81,7 @@ def find_pairs(folders) -> list:
                         found.append((m.group(1), img, mask))
         if not found:
             raise LungSegError(
-                f"no image/mask pairs in {folder}: expected images/ + masks/ with identical file names, "
+                f"no image/mask pairs in {folder}: expected images/ + masks/ with the same file stems, "
                 f"or <case>_ct.nii.gz + <case>_lungs.nii.gz files")
         pairs.extend(found)
     names = [c for c, _, _ in pairs]
@@ -103,7 +118,8 @@ def write_split(path, split: dict, extra: dict | None = None) -> None:
             w.writerow([case, split[case]] + [col[case] for col in (extra or {}).values()])
 
 
-def read_split(path) -> dict:
+def read_split_table(path) -> dict:
+    """``{case: row}`` of a split CSV with every column (``split`` and e.g. ``dataset``, ``group``)."""
     path = Path(path)
     if not path.is_file():
         raise LungSegError(f"split file {path} not found")
@@ -111,7 +127,11 @@ def read_split(path) -> dict:
         rows = list(csv.DictReader(f))
     if not rows or "case" not in rows[0] or "split" not in rows[0]:
         raise LungSegError(f"split file {path} needs the columns case,split")
-    return {r["case"]: r["split"] for r in rows}
+    return {r["case"]: r for r in rows}
+
+
+def read_split(path) -> dict:
+    return {case: row["split"] for case, row in read_split_table(path).items()}
 
 
 # ------------------------------------------------------------------------------------------- sides

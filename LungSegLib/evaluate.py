@@ -2,7 +2,7 @@
 and report MONAI Dice, IoU and 95 % Hausdorff distance (mm where the spacing is known, else pixels),
 plus volume (CT) or area (CXR) error, per case and as a summary JSON.
 
-Pairs: ``--images DIR --masks DIR`` with identical file names, or one folder in the
+Pairs: ``--images DIR --masks DIR`` paired by file stem (``a.jpg`` + ``a.png``), or one folder in the
 ``<case>_ct.nii.gz`` + ``<case>_lungs.nii.gz`` layout (give it as both, or only ``--images``).
 Reference masks with merged lungs get their sides derived like training does (:mod:`.data`).
 
@@ -85,11 +85,11 @@ def find_eval_pairs(images, masks) -> list:
         masks = Path(masks)
         if not images.is_dir() or not masks.is_dir():
             raise LungSegError(f"--images {images} and --masks {masks} must be folders")
-        by_name = {p.name: p for p in masks.iterdir() if p.is_file()}
-        pairs = [(data._stem(p), p, by_name[p.name]) for p in sorted(images.iterdir())
-                 if p.is_file() and p.name in by_name]
+        by_stem = data.masks_by_stem(masks)
+        pairs = [(data._stem(p), p, by_stem[data._stem(p)]) for p in sorted(images.iterdir())
+                 if p.is_file() and data._stem(p) in by_stem]
         if not pairs:
-            raise LungSegError(f"no file of {images} has a mask of the same name in {masks}")
+            raise LungSegError(f"no file of {images} has a mask with the same file stem in {masks}")
         return pairs
     return data.find_pairs([images])
 
@@ -105,6 +105,39 @@ def summarize(rows: list) -> dict:
                 out[f"{name}_{key}_median"] = float(np.median(v))
                 worst = v.max() if key in ("hd95",) else (v.min() if key in ("dice", "iou") else v[np.argmax(abs(v))])
                 out[f"{name}_{key}_worst"] = float(worst)
+    return out
+
+
+def opacity_mask(image_path) -> np.ndarray | None:
+    """The reference opacity mask of a radiograph, ``<data>/infection/<stem>.png`` beside ``images/``
+    (COVID-QU-Ex layout), or None."""
+    from . import data
+
+    path = Path(image_path).parent.parent / "infection" / f"{data._stem(Path(image_path))}.png"
+    if not path.is_file():
+        return None
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as im:
+        return np.asarray(im.convert("L")) > 127
+
+
+def summarize_groups(rows: list, table: dict) -> dict:
+    """Summaries per data set and per data set / group (columns ``dataset``, ``group`` of the split CSV)."""
+    keys = {}
+    for r in rows:
+        info = table.get(r["case"], {})
+        ds, grp = info.get("dataset") or "", info.get("group") or ""
+        for key in filter(None, (ds, f"{ds}/{grp}" if ds and grp else "")):
+            keys.setdefault(key, []).append(r)
+    out = {}
+    for key, sub in sorted(keys.items()):
+        s = summarize(sub)
+        rec = [r["opacity_recall"] for r in sub if r.get("opacity_recall") is not None]
+        if rec:
+            s["opacity_recall_mean"], s["opacity_recall_worst"] = float(np.mean(rec)), float(np.min(rec))
+            s["opacity_cases"] = len(rec)
+        out[key] = s
     return out
 
 
@@ -138,8 +171,17 @@ def evaluate_cases(pairs, params, progress: bool = True) -> dict:
             got = result.measurements["structures"]["both"]
             row["weight_g"], row["ref_weight_g"] = got["weight_g"], true["weight_g"]
             row["metrics"]["both"]["weight_error_pct"] = 100.0 * (got["weight_g"] - true["weight_g"]) / true["weight_g"]
+        if radiograph:
+            opaque = opacity_mask(img)
+            if opaque is not None and opaque.shape == result.labels.array.shape and opaque.any():
+                row["opacity_recall"] = float((result.labels.array[opaque] > 0).mean())
         rows.append(row)
-    return {"summary": summarize(rows), "cases": rows}
+    summary = summarize(rows)
+    rec = [r["opacity_recall"] for r in rows if "opacity_recall" in r]
+    if rec:
+        summary.update(opacity_recall_mean=float(np.mean(rec)), opacity_recall_worst=float(np.min(rec)),
+                       opacity_cases=len(rec))
+    return {"summary": summary, "cases": rows}
 
 
 def main(argv=None) -> int:
@@ -153,15 +195,18 @@ def main(argv=None) -> int:
 
         pairs = find_eval_pairs(args.images, args.masks) if args.images else []
         pairs += find_pairs(args.data) if args.data else []
+        table = {}
         if args.split:
-            from .data import read_split
+            from .data import read_split_table
 
-            split = read_split(args.split)
-            pairs = [p for p in pairs if split.get(p[0]) == args.subset]
+            table = read_split_table(args.split)
+            pairs = [p for p in pairs if table.get(p[0], {}).get("split") == args.subset]
             if not pairs:
                 raise LungSegError(f"no case of {args.images} is in the {args.subset!r} part of {args.split}")
         params = Parameters(engine=args.engine, arch=args.arch, weights=args.weights, device=args.device)
         report = evaluate_cases(pairs, params, progress=sys.stderr.isatty())
+        if table:
+            report["by_group"] = summarize_groups(report["cases"], table)
         report["command"] = "lungseg evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
         report["engine"], report["arch"] = args.engine, args.arch
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +214,13 @@ def main(argv=None) -> int:
         s = report["summary"]
         print(f"{s['cases']} cases: Dice both {s.get('both_dice_mean', float('nan')):.4f} "
               f"(worst {s.get('both_dice_worst', float('nan')):.4f}), IoU {s.get('both_iou_mean', float('nan')):.4f}, "
-              f"HD95 {s.get('both_hd95_mean', float('nan')):.2f} {rows_unit(report)}")
+              f"HD95 {s.get('both_hd95_mean', float('nan')):.2f} {rows_unit(report)}"
+              + (f", opacity recall {s['opacity_recall_mean']:.4f}" if "opacity_recall_mean" in s else ""))
+        for key, g in report.get("by_group", {}).items():
+            print(f"  {key}: {g['cases']} cases, Dice both {g.get('both_dice_mean', float('nan')):.4f} "
+                  f"(worst {g.get('both_dice_worst', float('nan')):.4f}), HD95 {g.get('both_hd95_mean', float('nan')):.2f}"
+                  + (f", opacity recall {g['opacity_recall_mean']:.4f} (worst {g['opacity_recall_worst']:.4f})"
+                     if "opacity_recall_mean" in g else ""))
     except LungSegError as e:
         print(f"lungseg evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -57,6 +57,8 @@ def parse_args(argv=None):
                    help="CT: probability of simulated coarse in-plane resolution (0.25-1 x)")
     p.add_argument("--dense-prob", type=float, default=0.6, help="CT: probability of synthetic dense lung")
     p.add_argument("--dense-max-fraction", type=float, default=0.6, help="CT: largest dense share of the lung")
+    p.add_argument("--opacity-prob", type=float, default=0.0,
+                   help="CXR: probability of a synthetic opacity painted inside the lung (label kept)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -231,7 +233,8 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
     if not train_items or not val_items:
         raise LungSegError(f"need training and validation cases; got {len(train_items)} / {len(val_items)}")
     repeats = args.repeats or (8 if task == "ct3d" else 1)
-    tfm = train_transforms(task, roi, args.dense_prob, args.dense_max_fraction, args.lowres_prob)
+    tfm = train_transforms(task, roi, args.dense_prob, args.dense_max_fraction, args.lowres_prob,
+                           args.opacity_prob)
     tfm.set_random_state(seed=args.seed + rank)
     ds = Dataset(train_items * repeats, tfm)
     sampler = None
@@ -340,7 +343,8 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
         "seconds": round(state["seconds"], 1), "machine": f"{world} x {device.type} ({gpu}), {os.cpu_count()} CPU cores",
         "batch_size": args.batch_size or (2 if args.task == "ct3d" else 16), "lr": args.lr, "seed": args.seed,
         "loss": "MONAI DiceCELoss (softmax, 3 classes)", "optimizer": "AdamW, cosine schedule",
-        "augmentation": augmentation_text(args.task, args.dense_prob, args.dense_max_fraction, args.lowres_prob),
+        "augmentation": augmentation_text(args.task, args.dense_prob, args.dense_max_fraction, args.lowres_prob,
+                                          args.opacity_prob),
     }
     card["metrics"] = {"val_dice_model_grid": round(state["best"], 4)}
     if args.task != "cxr":
