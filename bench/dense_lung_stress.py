@@ -127,7 +127,7 @@ def robustness(pairs, engines, families=FAMILIES, fractions=FRACTIONS, seed=0, d
         image, labels = read_pair(img, msk, radiograph=False)
         cases[case] = robustness_case(image, labels, engines, families, fractions, params, seed, k, log)
     return {"families": list(families), "held_out": [f for f in families if f in HELD_OUT],
-            "fractions": [float(x) for x in fractions], "engines": list(engines),
+            "fractions": [float(x) for x in fractions], "engines": list(engines), "seed": seed,
             "criteria": {"dice_min": DICE_MIN, "weight_tolerance_pct": WEIGHT_TOL_PCT,
                          "at_dense_fraction": TARGET_FRACTION},
             "method": {"dice": "both lungs merged, predicted vs true mask",
