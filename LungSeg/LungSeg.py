@@ -11,7 +11,6 @@ Python console::
 """
 
 import enum
-import importlib.util
 import logging
 import os
 import pathlib
@@ -21,6 +20,8 @@ from typing import Annotated
 import vtk
 
 import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
@@ -54,12 +55,12 @@ LCTSC chest CTs (Yang J et al., Med Phys 45(10):4568-4581, 2018; TCIA, Clark K e
 class LungSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "LungSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("LungSeg")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["LungSeg contributors"]
-        self.parent.helpText = HELP
-        self.parent.acknowledgementText = ACKNOWLEDGEMENT
+        self.parent.helpText = _(HELP)
+        self.parent.acknowledgementText = _(ACKNOWLEDGEMENT)
 
 
 class Engine(enum.Enum):
@@ -241,27 +242,30 @@ class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (f" QC: {', '.join(flags)}" if flags else "")
 
     def ensurePythonPackages(self):
-        """Install missing packages on first use, after the user agrees (never at import)."""
-        missing = self.logic.missingPackages(self.logic.parametersFromNode(self._parameterNode),
-                                             self._parameterNode.inputVolume)
-        if not missing:
+        """Install what this run lacks on first use, after one confirmation (never at import); torch through
+        the PyTorch extension, the rest through pip with torch pinned; offer a restart when a loaded package
+        changed."""
+        params = self.logic.parametersFromNode(self._parameterNode)
+        plan = self.logic.dependencyPlan(params, self._parameterNode.inputVolume)
+        if plan.empty:
             return True
-        names = ", ".join(requirement for _, requirement in missing)
         if not slicer.util.confirmOkCancelDisplay(
-                f"LungSeg needs these Python packages: {names}.\nInstall them now? This may take several minutes.",
-                "LungSeg: install Python packages"):
+                _("LungSeg needs Python packages that are not installed yet:") + f"\n{plan.summary()}.\n" +
+                _("Install them now? This may take several minutes."), _("LungSeg: install Python packages")):
             return False
-        with slicer.util.tryWithErrorDisplay("Installing Python packages failed.", waitCursor=True):
-            self.logic.installPackages(missing)
-            return True
+        with slicer.util.tryWithErrorDisplay(_("Installing Python packages failed."), waitCursor=True):
+            done = self.logic.installDependencies(network=self.logic.needsNetwork(params, self._parameterNode.inputVolume),
+                                                  askConfirmation=False)
+            if done.restart and slicer.util.confirmYesNoDisplay(
+                    _("These packages were already loaded and have been replaced: {names}. Restart Slicer now to "
+                      "use the new versions?").format(names=", ".join(done.restart)), _("LungSeg: restart")):
+                slicer.util.restart()
+            return not done.restart
         return False
 
 
 class LungSegLogic(ScriptedLoadableModuleLogic):
     """All computation; usable without the GUI (Python console, batch). Qt-free."""
-
-    PIP_REQUIREMENTS = {"monai": "monai>=1.3", "scipy": "scipy", "SimpleITK": "SimpleITK>=2.2",
-                        "PIL": "pillow", "pydicom": "pydicom>=3"}
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -283,38 +287,74 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
 
         return input_problem(p.inputVolume, Parameters(**self.parametersFromNode(p)))
 
+    @staticmethod
+    def engineFor(parameters: dict, volumeNode=None) -> str:
+        """The engine a run will use ("auto" resolved for this volume)."""
+        from LungSegLib.mrml_io import engine_for_node
+        from LungSegLib.params import Parameters
+
+        return engine_for_node(volumeNode, Parameters(**parameters))
+
+    def needsNetwork(self, parameters: dict, volumeNode=None) -> bool:
+        return self.engineFor(parameters, volumeNode) != "hu"
+
+    def dependencyPlan(self, parameters: dict, volumeNode=None):
+        """What must be installed for this run (LungSegLib.dependencies.Plan); empty when nothing."""
+        from LungSegLib import dependencies
+
+        return dependencies.plan_dependencies(dependencies.installed_versions(),
+                                              self.needsNetwork(parameters, volumeNode), loaded=set(sys.modules))
+
     def missingPackages(self, parameters: dict, volumeNode=None) -> list:
-        """(module, requirement) pairs not importable for this run; torch comes from the PyTorch extension."""
-        modules = ["numpy", "scipy", "SimpleITK"]
-        try:
-            from LungSegLib.mrml_io import engine_for_node
-            from LungSegLib.params import Parameters
+        """Names of the distributions this run cannot do without (torch and MONAI only for network engines)."""
+        plan = self.dependencyPlan(parameters, volumeNode)
+        from packaging.requirements import Requirement
 
-            network = engine_for_node(volumeNode, Parameters(**parameters)) != "hu"
-        except ImportError:
-            network = parameters.get("engine") != "hu"
-        if network:
-            modules += ["torch", "monai"]
-        return [(m, "torch" if m == "torch" else self.PIP_REQUIREMENTS.get(m, m))
-                for m in modules if importlib.util.find_spec(m) is None]
+        return (["torch"] if plan.torch else []) + [Requirement(r).name for r in plan.pip]
 
-    def installPackages(self, missing: list):
+    def installDependencies(self, network=True, askConfirmation=True):
+        """Install LungSeg's Python packages into Slicer (Python console:
+        ``slicer.util.getModuleLogic("LungSeg").installDependencies()``). torch comes from the PyTorch
+        extension; pip installs the rest (MONAI fitted to that torch) with torch pinned by a constraints
+        file, through ``slicer.pydeps.pip_ensure`` (Slicer >= 5.11) or ``slicer.util.pip_install``.
+        Returns the plan carried out; ``plan.restart`` lists loaded packages that need a restart."""
+        from LungSegLib import dependencies
         from LungSegLib.errors import LungSegError
 
-        if any(module == "torch" for module, _ in missing):
+        plan = dependencies.plan_dependencies(dependencies.installed_versions(), network, loaded=set(sys.modules))
+        if plan.empty:
+            logging.info("LungSeg: all Python packages are installed")
+            return plan
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                _("LungSeg will install:") + f" {plan.summary()}.", _("LungSeg: install Python packages")):
+            raise LungSegError("installation cancelled by the user")
+
+        def installTorch(requirement):
             try:
                 import PyTorchUtils
             except ImportError:
-                raise LungSegError("PyTorch is missing: install the 'PyTorch' extension from the Extensions "
-                                   "Manager, restart Slicer and press Apply again.") from None
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled() and torchLogic.installTorch(
-                    askConfirmation=False, torchVersionRequirement=">=2.0") is None:
-                raise LungSegError("PyTorch could not be installed; see the Python console for details.")
-        for module, requirement in missing:
-            if module != "torch":
-                logging.info(f"LungSeg: pip install {requirement}")
-                slicer.util.pip_install(requirement)
+                raise LungSegError("PyTorch is missing: install the 'PyTorch' extension from the Extensions Manager, "
+                                   "restart Slicer and run this again") from None
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                             torchVersionRequirement=requirement) is None:
+                raise LungSegError("PyTorch was not installed; see the Python console for details")
+
+        def installPip(requirements, constraints):
+            try:
+                import slicer.pydeps as pydeps
+                from packaging.requirements import Requirement
+            except ImportError:  # Slicer < 5.11
+                pydeps = None
+            if pydeps is not None and hasattr(pydeps, "pip_ensure"):
+                pydeps.pip_ensure([Requirement(r) for r in requirements], constraints=str(constraints),
+                                  prompt_install=False, prompt_restart=False, requester="LungSeg")
+            else:
+                slicer.util.pip_install([*requirements, "-c", str(constraints)])
+
+        done = dependencies.install(network, installTorch, installPip, log=logging.info)
+        if done.restart:
+            logging.warning(f"LungSeg: restart Slicer to use the new versions of {', '.join(done.restart)}")
+        return done
 
     def run(self, volumeNode, engine="auto", arch="auto", device="auto", density=1.0, progress=None,
             segmentationNode=None, tableNode=None, **options):
@@ -324,10 +364,12 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
         other LungSegLib Parameters fields (threads, modality, weights, allow_non_hu, batch_size).
         ``progress(fraction, message)`` returning False cancels (raises LungSegLib.errors.CancelledError).
         """
-        from LungSegLib.mrml_io import segment_volume_node
+        from LungSegLib.dependencies import require_for
+        from LungSegLib.mrml_io import engine_for_node, segment_volume_node
         from LungSegLib.params import Parameters
 
         params = Parameters(engine=engine, arch=arch, device=device, density=density, **options).validate()
+        require_for(engine_for_node(volumeNode, params))  # one actionable line when torch/MONAI are missing
         logging.info(f"LungSeg: segmenting {volumeNode.GetName() if volumeNode else None} with {params}")
         segmentation, table, self.lastResult = segment_volume_node(volumeNode, params, progress,
                                                                     segmentationNode, tableNode)

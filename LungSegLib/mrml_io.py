@@ -14,45 +14,39 @@ from pathlib import Path
 
 from .errors import LungSegError
 from .image import CT, CXR
-from .io import PICTURE_SUFFIXES, VOLUME_SUFFIXES, atomic_path, case_name, dicom_series, read_image, suffix_of
+from .dicom import split_series
+from .io import VOLUME_SUFFIXES, atomic_path, case_name, read_image, suffix_of
 from .mrml import (image_to_volume_node, labels_to_segmentation_node, measurements_to_table_node,
                    volume_node_to_image, _slicer)
 from .params import Parameters
 
 
 def load_volume(path, scene, name: str = "", modality: str = "auto"):
-    """Load a CT volume (NRRD/NIfTI/MHA or a DICOM series folder) through the volume archetype storage
-    node, or a radiograph (picture or DICOM file) through LungSegLib's readers; returns the node."""
+    """Load a CT volume file (NRRD/NIfTI/MHA) through the volume archetype storage node; a DICOM series
+    folder (``FOLDER::SeriesInstanceUID`` picks one series, as ``lungseg segment`` does) or a radiograph
+    (picture or DICOM file) through LungSegLib's readers; returns the node."""
     slicer = _slicer()
-    path = Path(path)
-    if not path.exists():
-        raise LungSegError(f"{path}: no such file or folder")
-    name = name or case_name(path)
-    first_file = None
-    if path.is_dir():
-        series = dicom_series(path)
-        if not series:
-            raise LungSegError(f"{path}: folder holds no DICOM series")
-        first_file = max(series.values(), key=len)[0]
-    elif suffix_of(path) in VOLUME_SUFFIXES:
-        first_file = str(path)
-    if first_file is None or suffix_of(path) in PICTURE_SUFFIXES:
-        image = read_image(path, modality)
-        return image_to_volume_node(image, scene, name)
+    folder, uid = split_series(path)
+    if not folder.exists():
+        raise LungSegError(f"{folder}: no such file or folder")
+    name = name or case_name(folder)
+    if folder.is_dir() or uid is not None or suffix_of(folder) not in VOLUME_SUFFIXES:
+        return image_to_volume_node(read_image(path, modality), scene, name)  # same reader as the CLI
+    first_file = str(folder)
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     scene.AddNode(storage)
     node.SetAndObserveStorageNodeID(storage.GetID())
     storage.SetFileName(first_file)
-    storage.SetSingleFile(0 if path.is_dir() else 1)
+    storage.SetSingleFile(1)
     if not storage.ReadData(node) or node.GetImageData() is None:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise LungSegError(f"{path}: cannot be read as a volume by Slicer's volume reader")
+        raise LungSegError(f"{folder}: cannot be read as a volume by Slicer's volume reader")
     if node.GetImageData().GetNumberOfScalarComponents() > 1:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)  # colour pictures stored as volumes: LungSegLib turns them grey
-        return image_to_volume_node(read_image(path, modality), scene, name)
+        return image_to_volume_node(read_image(folder, modality), scene, name)
     node.CreateDefaultDisplayNodes()
     return node
 

@@ -88,3 +88,61 @@ def test_batch_radiograph_becomes_a_single_slice_segmentation(tmp_path, random_w
         rows = list(csv.DictReader(f))
     assert [r["structure"] for r in rows] == ["right", "left", "both"] and "pixel_count" in rows[0]
     assert "area_cm2" in rows[0] and "volume_ml" not in rows[0]
+
+
+def test_batch_unwritable_output_is_one_line_and_status_2(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run_script("--input", CIP_CT, "--output", blocker / "out", "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [f"lungseg_batch: error: --output {blocker / 'out'}: cannot write "
+                                                "there (Not a directory)"]
+    proc = run_script("--input", CIP_CT, cwd=tmp_path)  # no --output: usage, one line
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--output" in proc.stderr
+
+
+def write_dicom_series(folder: Path, array: np.ndarray, series_uid: str, spacing=(4.0, 4.0, 4.0)):
+    """One CT series as single-slice DICOM files (SimpleITK's writer), signed 16-bit HU."""
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k, plane in enumerate(array):
+        image = sitk.GetImageFromArray(np.round(plane).astype(np.int16)[None])
+        image.SetSpacing(spacing)
+        image.SetOrigin((0.0, 0.0, k * spacing[2]))
+        for tag, value in (("0008|0060", "CT"), ("0020|000d", "1.2.826.0.1.3680043.8.498.1"),
+                           ("0020|000e", series_uid), ("0008|0018", f"{series_uid}.{k + 1}"),
+                           ("0020|0013", str(k + 1)), ("0020|0032", f"0\\0\\{k * spacing[2]}"),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"),
+                           ("0018|0050", str(spacing[2])), ("0010|0020", "PHANTOM")):
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{series_uid[-6:]}_{k:03d}.dcm"))
+        writer.Execute(image)
+
+
+def test_batch_folder_uid_picks_that_series_and_reports_each_failed_case(tmp_path):
+    from LungSegLib.phantom import chest_phantom
+
+    image, _, _ = chest_phantom(shape=(32, 48, 48), spacing=(4.0, 4.0, 4.0))
+    folder = tmp_path / "study"
+    long_uid, short_uid = "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.22"
+    write_dicom_series(folder, image.array, long_uid)
+    write_dicom_series(folder, image.array[4:24], short_uid)  # a second, shorter series in the same folder
+    out = tmp_path / "out"
+    proc = run_script("--input", f"{folder}::{short_uid}", f"{folder}::1.2.3", tmp_path / "missing.nrrd",
+                      "--output", out, "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    case = out / f"study_{short_uid[-12:]}"
+    seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
+    assert seg["voxels"].shape[2] == 20  # the series named by the UID, not the longest one
+    failed = proc.stderr.strip().splitlines()
+    assert len(failed) == 2 and all(line.startswith("lungseg_batch: ") for line in failed)
+    assert "no DICOM series '1.2.3'" in proc.stderr and "missing.nrrd: no such file or folder" in proc.stderr
+    with open(out / "errors.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    reference = run_case(f"{folder}::{short_uid}", Parameters(engine="hu"))  # the CLI's road, same numbers
+    with open(case / "measurements.csv", newline="") as f:
+        both = list(csv.DictReader(f))[2]
+    assert float(both["volume_ml"]) == pytest.approx(reference.measurements["structures"]["both"]["volume_ml"], rel=1e-5)

@@ -49,7 +49,10 @@ def slicer_python_layer(scene):
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
     pnw.parameterNodeWrapper = lambda cls: cls
     pnw.WithinRange = lambda lo, hi: ("WithinRange", lo, hi)
-    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw}
+    i18n = types.ModuleType("slicer.i18n")  # Slicer's tr/translate look the text up in the loaded .qm files
+    i18n.tr = lambda text: text
+    i18n.translate = lambda context, text: text
+    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw, "slicer.i18n": i18n}
 
 
 @pytest.fixture()
@@ -119,8 +122,10 @@ def test_missing_packages_only_lists_what_the_engine_needs(module, monkeypatch):
     lungseg, _ = module
     logic = lungseg.LungSegLogic()
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(lungseg.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("torch", "monai") else real_find_spec(name, *a))
     hu = Parameters(engine="hu").to_dict()
     assert logic.missingPackages(hu) == []
-    assert logic.missingPackages(Parameters(engine="cxr").to_dict()) == [("torch", "torch"), ("monai", "monai>=1.3")]
+    assert logic.missingPackages(Parameters(engine="cxr").to_dict()) == ["torch", "monai"]
+    plan = logic.dependencyPlan(Parameters(engine="cxr").to_dict())
+    assert plan.torch == ">=2.0" and plan.pip == ["monai<1.7,>=1.3"] and not plan.constraints
