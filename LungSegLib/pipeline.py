@@ -12,7 +12,7 @@ import numpy as np
 from . import __version__
 from .dependencies import require_for
 from .engines import ENGINES
-from .errors import LungSegError
+from .errors import CancelledError, LungSegError
 from .image import CT, CXR, Image, from_canonical, inplane_spacing_mm, to_canonical
 from .io import read_image
 from .measure import measure_ct, measure_cxr
@@ -71,6 +71,8 @@ def segment_image(image: Image, params: Parameters | None = None, progress=None)
     with torch_threads(params.threads if engine != "hu" else 0):
         labels_c, card = ENGINES[engine](canonical, params, progress)
     labels = from_canonical(labels_c, canonical, image)
+    if progress is not None and progress(0.9, "measuring") is False:
+        raise CancelledError("cancelled by the user")
     t1 = time.perf_counter()
     label_image = image.with_array(labels.astype(np.uint8))
     if image.modality == CT:
