@@ -17,6 +17,7 @@ import pathlib
 import sys
 from typing import Annotated
 
+import qt
 import vtk
 
 import slicer
@@ -61,6 +62,7 @@ class LungSeg(ScriptedLoadableModule):
         self.parent.contributors = ["LungSeg contributors"]
         self.parent.helpText = _(HELP)
         self.parent.acknowledgementText = _(ACKNOWLEDGEMENT)
+        slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 class Engine(enum.Enum):
@@ -120,14 +122,24 @@ class LungSegParameterNode:
 
 
 class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel. Apply runs the segmentation in a background process (LungSegLib.background) polled by a
+    QTimer, so Slicer stays responsive and Cancel kills it at once; the result becomes the nodes here."""
+
+    POLL_MS = 200
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._running = False
-        self._cancelRequested = False
+        self._run = None          # LungSegLib.background.BackgroundRun while running
+        self._runInput = None     # the volume node being segmented
+        self._timer = None
+
+    @property
+    def _running(self):
+        return self._run is not None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -137,12 +149,20 @@ class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LungSegLogic()
         self.ui.progressBar.hide()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.connect("timeout()", self.onPoll)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAboutToBeRemovedEvent, self.onNodeAboutToBeRemoved)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.loadRadiographButton.connect("clicked(bool)", self.onLoadRadiograph)
+        self.ui.show3DButton.connect("toggled(bool)", self.onShow3D)
+        self.ui.show3DButton.enabled = False
         self.initializeParameterNode()
 
     def cleanup(self):
+        self.cancelRun()
         self.removeObservers()
 
     def enter(self):
@@ -155,11 +175,18 @@ class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
 
     def onSceneStartClose(self, caller, event):
+        if self._running:  # the input is going away: stop the run, load nothing
+            self.cancelRun(_("Cancelled: the scene was closed."))
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAboutToBeRemoved(self, caller, event, node):
+        if self._running and node is self._runInput:
+            self.cancelRun(_("Cancelled: the input volume was removed."))
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
@@ -185,61 +212,100 @@ class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         self.ui.outputsCollapsibleButton):
             section.enabled = not self._running
         if self._running:
-            self.ui.applyButton.text = "Cancel"
-            self.ui.applyButton.toolTip = "Stop after the current step"
+            self.ui.applyButton.text = _("Cancel")
+            self.ui.applyButton.toolTip = _("Stop the segmentation now; nothing is added to the scene")
             self.ui.applyButton.enabled = True
             return
         problem = "" if self._parameterNode is None else self.logic.inputProblem(self._parameterNode)
-        self.ui.applyButton.text = "Apply"
-        self.ui.applyButton.toolTip = problem or "Segment the lungs and measure them"
+        self.ui.applyButton.text = _("Apply")
+        self.ui.applyButton.toolTip = problem or _("Segment the lungs and measure them")
         self.ui.applyButton.enabled = self._parameterNode is not None and not problem
 
     def onApplyButton(self):
         if self._running:
-            self._cancelRequested = True
-            self.ui.statusLabel.text = "Cancelling..."
+            self.cancelRun(_("Cancelled."))
             return
         if not self.ensurePythonPackages():
             return
-        from LungSegLib.errors import CancelledError
-
         p = self._parameterNode
-        self._running, self._cancelRequested = True, False
-        self.updateApplyButton()
-        self.ui.progressBar.show()
-        self.ui.statusLabel.text = ""
-        try:
-            with slicer.util.tryWithErrorDisplay("LungSeg failed.", waitCursor=True):
-                try:
-                    segmentation, table = self.logic.run(
-                        p.inputVolume, progress=self.onProgress, segmentationNode=p.outputSegmentation,
-                        tableNode=p.outputTable, **self.logic.parametersFromNode(p))
-                except CancelledError:
-                    self.ui.statusLabel.text = "Cancelled."
-                    return
-                p.outputSegmentation, p.outputTable = segmentation, table
-                self.showResults(p.inputVolume, segmentation, table)
-        finally:
-            self._running = False
-            self.ui.progressBar.hide()
+        with slicer.util.tryWithErrorDisplay(_("LungSeg could not start."), waitCursor=True):
+            self._run = self.logic.startBackgroundRun(p.inputVolume, self.logic.parametersFromNode(p))
+            self._runInput = p.inputVolume
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.setFormat(_("starting") + " (%p%)")
+            self.ui.progressBar.show()
+            self.ui.statusLabel.text = ""
             self.updateApplyButton()
+            self._timer.start()
 
-    def onProgress(self, fraction, message):
-        """Progress callback handed to the logic: bar + step text; returns False to cancel."""
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.progressBar.setFormat(f"{message} (%p%)")
-        slicer.app.processEvents()
-        return not self._cancelRequested
+    def onPoll(self):
+        """Timer tick: move the bar; when the child is done, turn its result into nodes."""
+        from LungSegLib.background import RUNNING
+
+        if self._run is None:
+            self._timer.stop()
+            return
+        state = self._run.poll()
+        for fraction, message in self._run.take_progress():
+            self.ui.progressBar.value = int(round(100 * fraction))
+            self.ui.progressBar.setFormat(f"{message} (%p%)")
+        if state == RUNNING:
+            return
+        run, volume = self._run, self._runInput
+        self._finishRun()
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("LungSeg failed."), waitCursor=True):
+            segmentation, table = self.logic.loadResult(run, volume, p.outputSegmentation, p.outputTable)
+            p.outputSegmentation, p.outputTable = segmentation, table
+            self.showResults(volume, segmentation, table)
+
+    def cancelRun(self, message=""):
+        if self._run is not None:
+            self._run.cancel()  # kills the child process group and removes its temporary folder
+        self._finishRun()
+        if message:
+            self.ui.statusLabel.text = message
+
+    def _finishRun(self):
+        if self._timer is not None:
+            self._timer.stop()
+        self._run, self._runInput = None, None
+        self.ui.progressBar.hide()
+        self.updateApplyButton()
+
+    def onLoadRadiograph(self):
+        path = qt.QFileDialog.getOpenFileName(
+            slicer.util.mainWindow(), _("Load radiograph"), "",
+            _("Radiographs") + " (*.png *.jpg *.jpeg *.tif *.tiff *.dcm *.dicom);;" + _("All files") + " (*)")
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The radiograph could not be loaded."), waitCursor=True):
+            node = self.logic.loadRadiograph(path)
+            self._parameterNode.inputVolume = node
+            slicer.util.setSliceViewerLayers(background=node, fit=True)
+
+    def onShow3D(self, show):
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        if segmentation is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not show the lungs in 3D."), waitCursor=True):
+            self.logic.showSurfaces(segmentation, show)
+            if show:
+                slicer.app.layoutManager().threeDWidget(0).threeDView().resetFocalPoint()
 
     def showResults(self, volume, segmentation, table):
+        from LungSegLib.wording import result_notes
+
         slicer.util.setSliceViewerLayers(background=volume, fit=True)
         segmentation.GetDisplayNode().SetVisibility(True)
         self.ui.resultsTableView.setMRMLTableNode(table)
         self.ui.resultsCollapsibleButton.collapsed = False
+        self.ui.show3DButton.enabled = True
+        self.ui.show3DButton.checked = False
         result = self.logic.lastResult
-        flags = result.qc.get("flags", []) if result else []
-        self.ui.statusLabel.text = (f"Done with engine {result.engine}." if result else "Done.") + \
-            (f" QC: {', '.join(flags)}" if flags else "")
+        notes = result_notes(result.warnings, result.qc.get("flags", [])) if result else ""
+        self.ui.qcLabel.text = notes or _("No input warnings and no quality-control findings.")
+        self.ui.statusLabel.text = _("Done with engine {engine}.").format(engine=result.engine if result else "?")
 
     def ensurePythonPackages(self):
         """Install what this run lacks on first use, after one confirmation (never at import); torch through
@@ -374,6 +440,74 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
         segmentation, table, self.lastResult = segment_volume_node(volumeNode, params, progress,
                                                                     segmentationNode, tableNode)
         return segmentation, table
+
+
+    # ------------------------------------------------------------------------ background run (the panel)
+    @staticmethod
+    def pythonExecutable() -> str:
+        """The Python that runs background segmentations: Slicer's PythonSlicer (same packages as Slicer)."""
+        import shutil
+
+        return shutil.which("PythonSlicer") or sys.executable
+
+    def startBackgroundRun(self, volumeNode, parameters: dict):
+        """Start segmenting a copy of ``volumeNode`` in a child process; returns the BackgroundRun to poll."""
+        from LungSegLib.background import BackgroundRun
+        from LungSegLib.dependencies import require_for
+        from LungSegLib.mrml import volume_node_to_image
+        from LungSegLib.params import Parameters
+
+        params = Parameters(**parameters).validate()
+        require_for(self.engineFor(parameters, volumeNode))
+        return BackgroundRun(volume_node_to_image(volumeNode), params, python=self.pythonExecutable()).start()
+
+    def loadResult(self, run, volumeNode, segmentationNode=None, tableNode=None):
+        """Nodes from a finished BackgroundRun (CancelledError / LungSegError when it did not finish)."""
+        from LungSegLib.mrml_io import result_to_nodes
+
+        result = run.result()
+        segmentation, table = result_to_nodes(result, volumeNode, segmentationNode, tableNode)
+        self.lastResult = result
+        return segmentation, table
+
+    # ------------------------------------------------------------------------------------ conveniences
+    @staticmethod
+    def loadRadiograph(path, scene=None):
+        """One radiograph file (PNG/JPEG/TIFF/DICOM) as a single-slice volume with its pixel spacing; Slicer's
+        own reader would take a numbered PNG as a file series unless "Single File" is ticked."""
+        from LungSegLib.image import CXR
+        from LungSegLib.mrml_io import load_volume
+
+        return load_volume(path, scene or slicer.mrmlScene, modality=CXR)
+
+    @staticmethod
+    def showSurfaces(segmentationNode, show=True):
+        """Closed-surface representation on (the 3D view shows the lungs) or off."""
+        if show:
+            segmentationNode.CreateClosedSurfaceRepresentation()
+        else:
+            segmentationNode.RemoveClosedSurfaceRepresentation()
+        segmentationNode.GetDisplayNode().SetVisibility3D(show)
+
+
+def registerSampleData():
+    """SampleData module entries for the bundled CT (CIP/COPDGene) and radiograph (Montgomery), loaded from
+    the extension's own files (no download)."""
+    import SampleData
+
+    samples = pathlib.Path(os.path.dirname(__file__)) / "Resources" / "Samples"
+    if not samples.is_dir():  # source checkout
+        samples = _REPO_ROOT / "samples"
+    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "LungSeg.png")
+    for name, fileName, node in (("LungSeg chest CT (CIP)", "ct-64.nrrd", "LungSegChestCT"),
+                                 ("LungSeg chest radiograph (Montgomery)", "montgomery_MCUCXR_0001_0.png",
+                                  "LungSegChestRadiograph")):
+        path = samples / fileName
+        if path.is_file():
+            SampleData.SampleDataLogic.registerCustomSampleDataSource(
+                category="LungSeg", sampleName=name, thumbnailFileName=icon, uris=path.as_uri(),
+                fileNames=fileName, nodeNames=node, loadFileType="VolumeFile",
+                loadFileProperties={"singleFile": True})
 
 
 class LungSegTest(ScriptedLoadableModuleTest):

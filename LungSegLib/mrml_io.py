@@ -102,13 +102,40 @@ def segment_volume_node(volume_node, params: Parameters | None = None, progress=
         raise LungSegError("select an input volume that is in the scene")
     image = volume_node_to_image(volume_node)
     result = segment_image(image, params or Parameters(), progress)
+    seg, table = result_to_nodes(result, volume_node, segmentation_node, table_node)
+    return seg, table, result
+
+
+def result_to_nodes(result, volume_node, segmentation_node=None, table_node=None):
+    """The segmentation and table nodes of a finished :class:`pipeline.Result` (in-process or from a
+    background run) for ``volume_node``, which must still be in its scene."""
+    if volume_node is None or volume_node.GetScene() is None:
+        raise LungSegError("the input volume was removed from the scene while LungSeg was running")
     seg = labels_to_segmentation_node(result.labels.array, volume_node, segmentation_node)
     table = measurements_to_table_node(result.measurements, result.qc, volume_node.GetScene(), table_node,
                                        name=f"{volume_node.GetName()} lung measurements")
     for key, value in (("engine", result.engine), ("model", result.model.get("name") or ""),
                        ("modality", result.image.modality), ("volume", volume_node.GetID())):
         table.SetAttribute(f"LungSeg.{key}", str(value))
-    return seg, table, result
+    place_beside(volume_node, seg, table)
+    return seg, table
+
+
+def place_beside(volume_node, *nodes) -> None:
+    """Put ``nodes`` under the input's parent in the subject hierarchy (its study, for DICOM data), where a
+    Slicer user looks for results. Items are created when no subject hierarchy logic made them."""
+    slicer = _slicer()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(volume_node.GetScene())
+    volume_item = sh.GetItemByDataNode(volume_node) if sh is not None else 0
+    if not volume_item:
+        return
+    parent = sh.GetItemParent(volume_item)
+    for node in nodes:
+        item = sh.GetItemByDataNode(node)
+        if item:
+            sh.SetItemParent(item, parent)
+        else:
+            sh.CreateItem(parent, node)
 
 
 def engine_for_node(volume_node, params: Parameters) -> str:
