@@ -521,6 +521,8 @@ class LungSegTest(ScriptedLoadableModuleTest):
         self.test_synthetic_phantom()
         self.setUp()
         self.test_bundled_sample()
+        self.setUp()
+        self.test_background_run()
 
     def test_synthetic_phantom(self):
         from LungSegLib.mrml import image_to_volume_node, segmentation_to_labels
@@ -561,3 +563,24 @@ class LungSegTest(ScriptedLoadableModuleTest):
         self.assertTrue(3000 < both < 6500, f"both lungs {both:.0f} mL")  # reference mask: 4554 mL
         self.assertGreater(table.GetTable().GetValueByName(2, "weight_g").ToDouble(), 0)
         self.delayDisplay("Bundled sample passed")
+
+    def test_background_run(self):
+        """What Apply does: the segmentation in a PythonSlicer child process, then the same nodes as run()."""
+        from LungSegLib.background import RUNNING
+        from LungSegLib.mrml import image_to_volume_node, segmentation_to_labels
+        from LungSegLib.phantom import chest_phantom
+
+        self.delayDisplay("Background run (child process)")
+        volume = image_to_volume_node(chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))[0],
+                                      slicer.mrmlScene, "phantom")
+        logic = LungSegLogic()
+        run = logic.startBackgroundRun(volume, {"engine": "hu"})
+        while run.poll() == RUNNING:
+            run.wait(300)
+        segmentation, table = logic.loadResult(run, volume)
+        reference, referenceTable = LungSegLogic().run(volume, engine="hu")
+        self.assertTrue((segmentation_to_labels(segmentation, volume) == segmentation_to_labels(reference, volume)).all())
+        self.assertEqual(table.GetTable().GetValueByName(2, "volume_ml").ToDouble(),
+                         referenceTable.GetTable().GetValueByName(2, "volume_ml").ToDouble())
+        self.assertFalse(run.rundir.exists())
+        self.delayDisplay("Background run passed")

@@ -55,7 +55,7 @@ class BackgroundRun:
             (self.rundir / "params.json").write_text(json.dumps(asdict(self.params)))
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             new_group = {"start_new_session": True} if os.name == "posix" else \
-                {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+                {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
             self.process = subprocess.Popen([self.python, str(WORKER), str(self.rundir)], stdout=subprocess.PIPE,
                                             stderr=open(self.rundir / "stderr.txt", "w"), stdin=subprocess.DEVNULL,
                                             text=True, env=env, **new_group)
