@@ -384,7 +384,7 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
         extension; pip installs the rest (MONAI fitted to that torch) with torch pinned by a constraints
         file, through ``slicer.pydeps.pip_ensure`` (Slicer >= 5.11) or ``slicer.util.pip_install``.
         Returns the plan carried out; ``plan.restart`` lists loaded packages that need a restart."""
-        from LungSegLib import dependencies
+        from LungSegLib import dependencies, slicer_install
         from LungSegLib.errors import LungSegError
 
         plan = dependencies.plan_dependencies(dependencies.installed_versions(), network, loaded=set(sys.modules))
@@ -395,29 +395,8 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
                 _("LungSeg will install:") + f" {plan.summary()}.", _("LungSeg: install Python packages")):
             raise LungSegError("installation cancelled by the user")
 
-        def installTorch(requirement):
-            try:
-                import PyTorchUtils
-            except ImportError:
-                raise LungSegError("PyTorch is missing: install the 'PyTorch' extension from the Extensions Manager, "
-                                   "restart Slicer and run this again") from None
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                             torchVersionRequirement=requirement) is None:
-                raise LungSegError("PyTorch was not installed; see the Python console for details")
-
-        def installPip(requirements, constraints):
-            try:
-                import slicer.pydeps as pydeps
-                from packaging.requirements import Requirement
-            except ImportError:  # Slicer < 5.11
-                pydeps = None
-            if pydeps is not None and hasattr(pydeps, "pip_ensure"):
-                pydeps.pip_ensure([Requirement(r) for r in requirements], constraints=str(constraints),
-                                  prompt_install=False, prompt_restart=False, requester="LungSeg")
-            else:
-                slicer.util.pip_install([*requirements, "-c", str(constraints)])
-
-        done = dependencies.install(network, installTorch, installPip, log=logging.info)
+        done = dependencies.install(network, slicer_install.install_torch, slicer_install.install_pip,
+                                    log=logging.info)
         if done.restart:
             logging.warning(f"LungSeg: restart Slicer to use the new versions of {', '.join(done.restart)}")
         return done

@@ -102,3 +102,16 @@ def test_cancelled_cli_batch_case_writes_no_outputs(tmp_path, monkeypatch):
     summary = batch.run_batch([source], tmp_path / "out", Parameters(engine="hu"), show_progress=False)
     assert summary["failed"] == 1 and "cancelled" in summary["errors"][0]["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["errors.csv", "measurements.csv"]
+
+
+def test_threads_apply_to_one_run_and_are_restored(random_weights):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    seen = []
+    image = chest_phantom(shape=(16, 48, 48), spacing=(4.0, 4.0, 4.0))[0]
+    params = Parameters(engine="ct2d", weights=str(random_weights("ct2d")), threads=before + 1, batch_size=16)
+    segment_image(image, params, lambda f, m: seen.append(torch.get_num_threads()) or True)
+    assert seen[0] == before + 1 and torch.get_num_threads() == before  # the session keeps its own setting
+    with pytest.raises(CancelledError):
+        segment_image(image, params, lambda f, m: False)
+    assert torch.get_num_threads() == before  # restored on the way out of a cancel too

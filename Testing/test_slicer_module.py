@@ -197,3 +197,37 @@ def test_colour_radiograph_vector_volume_is_segmented_in_grey(module, random_wei
     segmentation, table = lungseg.LungSegLogic().run(node, engine="cxr", weights=str(random_weights("cxr")))
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 2
     assert table.GetTable().GetColumnByName("pixel_count") is not None
+
+
+def test_install_dependencies_uses_pytorchutils_then_pip_ensure_with_torch_pinned(module, monkeypatch):
+    from LungSegLib import dependencies
+    from LungSegLib.errors import LungSegError
+
+    lungseg, _ = module
+    base = {"numpy": "2.1", "scipy": "1.14", "SimpleITK": "2.4.0", "nibabel": "5.3", "pydicom": "3.0.1",
+            "pillow": "11", "scikit-image": "0.25", "slicerio": "1.4.0", "tqdm": "4.67", "packaging": "24"}
+    state = {"torch": None, "monai": None}
+    monkeypatch.setattr(dependencies, "installed_versions", lambda names=None: {**base, **state})
+    logic = lungseg.LungSegLogic()
+    with pytest.raises(LungSegError, match="install the 'PyTorch' extension from the Extensions Manager"):
+        logic.installDependencies(askConfirmation=False)  # no PyTorchUtils in this Python
+
+    calls = []
+
+    class PyTorchUtilsLogic:  # the PyTorch extension's logic, as Slicer would import it
+        def installTorch(self, askConfirmation=False, torchVersionRequirement=None):
+            calls.append(("torch", askConfirmation, torchVersionRequirement))
+            state["torch"] = "2.6.0+cu124"
+            return object()
+
+    def pip_ensure(requirements, constraints=None, prompt_install=True, prompt_restart=True, requester=None):
+        calls.append(("pip", [str(r) for r in requirements], open(constraints).read(), prompt_install,
+                      prompt_restart, requester))
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    monkeypatch.setitem(sys.modules, "slicer.pydeps", types.SimpleNamespace(pip_ensure=pip_ensure))
+    monkeypatch.setattr(slicer, "pydeps", sys.modules["slicer.pydeps"], raising=False)
+    done = logic.installDependencies(askConfirmation=False)
+    assert calls == [("torch", False, ">=2.0"),
+                     ("pip", ["monai<1.6,>=1.3"], "torch==2.6.0+cu124\n", False, False, "LungSeg")]
+    assert done.constraints == ["torch==2.6.0+cu124"] and not done.torch
