@@ -179,3 +179,18 @@ def test_warnings_and_qc_flags_read_as_sentences():
         "Check: The lungs touch the edge of the image: they may be cut off."]
     assert result_notes([], []) == ""
     assert "_" not in notes
+
+
+def test_every_logic_method_the_widget_calls_exists(module_ast):
+    """The widget runs only inside Slicer: a typo in a logic call would surface only on a click."""
+    logic = module_class(module_ast, "LungSegLogic")
+    methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)} | {"getParameterNode", "lastResult"}
+    widget = module_class(module_ast, "LungSegWidget")
+    used = {n.attr for n in ast.walk(widget) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
+            and n.value.attr == "logic" and isinstance(n.value.value, ast.Name) and n.value.value.id == "self"}
+    assert used and used <= methods, used - methods
+    own = {n.name for n in widget.body if isinstance(n, ast.FunctionDef)}
+    called = {n.attr for n in ast.walk(widget) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+              and n.value.id == "self" and n.attr[0].islower() and n.attr.startswith(("on", "cancel", "_finish",
+                                                                                         "show", "ensure", "update"))}
+    assert called <= own | {"showResults"}, called - own
