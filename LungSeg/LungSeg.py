@@ -33,25 +33,6 @@ _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if (_REPO_ROOT / "LungSegLib" / "__init__.py").is_file() and str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))  # module loaded from a source checkout
 
-HELP = """Segments the patient's right and left lung in a chest CT volume or a chest radiograph
-(a single-slice volume) and measures them. Engines: <b>auto</b> (radiograph model for radiographs, else the
-shipped CT network trained for the volume's pixel size with the best validation and external-check Dice,
-else HU threshold), <b>ct2d</b> (slice-wise CT network), <b>ct3d</b>
-(3D CT network), <b>cxr</b> (radiograph network), <b>hu</b> (classical HU threshold, no model).<br>
-CT measurements per structure (right, left, both): <b>volume_ml</b> = voxel count x voxel volume;
-<b>weight_g</b> = sum(voxel mL x clip((HU+1000)/1000, 0, 1)) x density (two-compartment gas/tissue model);
-<b>gas_volume_ml</b> = sum(voxel mL x clip(-HU/1000, 0, 1)); <b>mean_hu</b>; volume and weight fractions in
-the HU bands over-aerated (&lt; -900), normally aerated (-900..-500), poorly aerated (-500..-100),
-non-aerated (&ge; -100). Radiographs: projected lung area (pixels, cm&sup2; when the pixel spacing is known).
-See <a href="https://github.com/lungseg/SlicerLungSeg">the project page</a>."""
-
-ACKNOWLEDGEMENT = """Sample data: COPDGene CT (Regan EA et al., COPD 7(1):32-43, 2010) via the Chest Imaging
-Platform test data (Brigham and Women's Hospital, CIP licence); Montgomery County chest X-ray set (Jaeger S
-et al., Quant Imaging Med Surg 4(6):475-477, 2014). Models trained on Montgomery and Shenzhen radiographs
-(Jaeger 2014; Candemir S et al., IEEE TMI 33(2):577-590, 2014; Shenzhen masks: Stirenko S et al., 2018) and
-LCTSC chest CTs (Yang J et al., Med Phys 45(10):4568-4581, 2018; TCIA, Clark K et al., J Digit Imaging
-26(6):1045-1057, 2013). Built on MONAI, PyTorch, SimpleITK and 3D Slicer."""
-
 
 class LungSeg(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -60,8 +41,25 @@ class LungSeg(ScriptedLoadableModule):
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["LungSeg contributors"]
-        self.parent.helpText = _(HELP)
-        self.parent.acknowledgementText = _(ACKNOWLEDGEMENT)
+        # literal strings inside _() so Slicer's translation tools can extract them
+        self.parent.helpText = _("""Segments the patient's right and left lung in a chest CT volume or a chest radiograph
+(a single-slice volume) and measures them. Engines: <b>auto</b> (radiograph model for radiographs, else the
+shipped CT network trained for the volume's pixel size with the best validation and external-check Dice,
+else HU threshold), <b>ct2d</b> (slice-wise CT network), <b>ct3d</b>
+(3D CT network), <b>cxr</b> (radiograph network), <b>hu</b> (classical HU threshold, no model).<br>
+CT measurements per structure (right, left, both): <b>volume_ml</b> = voxel count x voxel volume;
+<b>weight_g</b> = sum(voxel mL x clip((HU+1000)/1000, 0, 1)) x density (two-compartment gas/tissue model);
+<b>gas_volume_ml</b> = sum(voxel mL x clip(-HU/1000, 0, 1)); <b>mean_hu</b>; volume and weight fractions in
+the HU bands over-aerated (&lt; -900), normally aerated (-900..-500), poorly aerated (-500..-100),
+non-aerated (&ge; -100). Radiographs: projected lung area (pixels, cm&sup2; when the pixel spacing is known);
+load one with <b>Load radiograph...</b>. Apply runs in a background process; Cancel stops it at once.
+See <a href="https://github.com/lungseg/SlicerLungSeg">the project page</a>.""")
+        self.parent.acknowledgementText = _("""Sample data: COPDGene CT (Regan EA et al., COPD 7(1):32-43, 2010) via the Chest Imaging
+Platform test data (Brigham and Women's Hospital, CIP licence); Montgomery County chest X-ray set (Jaeger S
+et al., Quant Imaging Med Surg 4(6):475-477, 2014). Models trained on Montgomery and Shenzhen radiographs
+(Jaeger 2014; Candemir S et al., IEEE TMI 33(2):577-590, 2014; Shenzhen masks: Stirenko S et al., 2018) and
+LCTSC chest CTs (Yang J et al., Med Phys 45(10):4568-4581, 2018; TCIA, Clark K et al., J Digit Imaging
+26(6):1045-1057, 2013). Built on MONAI, PyTorch, SimpleITK and 3D Slicer.""")
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
@@ -73,8 +71,8 @@ class Engine(enum.Enum):
     cxr = "cxr"
 
     def label(self):
-        return {"auto": "auto", "hu": "HU threshold (no model)", "ct2d": "CT slice-wise network",
-                "ct3d": "CT 3D network", "cxr": "radiograph network"}[self.value]
+        return {"auto": _("auto"), "hu": _("HU threshold (no model)"), "ct2d": _("CT slice-wise network"),
+                "ct3d": _("CT 3D network"), "cxr": _("radiograph network")}[self.value]
 
 
 class Arch(enum.Enum):
@@ -83,7 +81,7 @@ class Arch(enum.Enum):
     resunet = "resunet"
 
     def label(self):
-        return {"auto": "auto (best validated)", "unet": "UNet", "resunet": "ResUNet"}[self.value]
+        return {"auto": _("auto (best validated)"), "unet": "UNet", "resunet": "ResUNet"}[self.value]
 
 
 class Device(enum.Enum):
@@ -92,7 +90,7 @@ class Device(enum.Enum):
     cuda = "cuda"
 
     def label(self):
-        return {"auto": "auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}[self.value]
+        return {"auto": _("auto"), "cpu": "CPU", "cuda": _("GPU (CUDA)")}[self.value]
 
 
 class Modality(enum.Enum):
@@ -101,7 +99,7 @@ class Modality(enum.Enum):
     CXR = "CXR"
 
     def label(self):
-        return {"auto": "auto (single slice = radiograph)", "CT": "CT", "CXR": "radiograph"}[self.value]
+        return {"auto": _("auto (single slice = radiograph)"), "CT": "CT", "CXR": _("radiograph")}[self.value]
 
 
 @parameterNodeWrapper
