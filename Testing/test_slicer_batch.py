@@ -146,3 +146,40 @@ def test_batch_folder_uid_picks_that_series_and_reports_each_failed_case(tmp_pat
     with open(case / "measurements.csv", newline="") as f:
         both = list(csv.DictReader(f))[2]
     assert float(both["volume_ml"]) == pytest.approx(reference.measurements["structures"]["both"]["volume_ml"], rel=1e-5)
+
+
+FAKE_APP = """import sys, types
+slicer = types.ModuleType("slicer")  # stands for the Slicer application's module: only app and util.exit
+slicer.app = object()
+def _exit(code):
+    open({record!r}, "w").write(str(code))
+slicer.util = types.SimpleNamespace(exit=_exit)
+sys.modules["slicer"] = slicer
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {hidden!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+@pytest.mark.parametrize("hidden, args, code, line", [
+    ((), ["--output", "{blocker}/out"], 2, "cannot write there"),          # error before the case loop
+    (("SimpleITK",), ["--output", "{tmp}/out"], 2, "missing package: No module named 'SimpleITK'"),  # import
+    ((), ["--bogus"], 2, "unrecognized arguments: --bogus"),
+])
+def test_under_slicer_the_script_always_asks_slicer_to_exit(tmp_path, hidden, args, code, line):
+    """Slicer does not exit by itself after --python-script: every way out must call slicer.util.exit."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    record = tmp_path / "exit_code"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAKE_APP.format(record=str(record), hidden=set(hidden)))
+    args = [a.format(blocker=blocker, tmp=tmp_path) for a in args]
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--input", str(CIP_CT), *args, "--engine", "hu"],
+                          env={"PYTHONPATH": f"{site}:{REPO}", "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert record.read_text() == str(code), proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and line in lines[0] and "Traceback" not in proc.stderr
