@@ -33,6 +33,31 @@ from .worker import ERROR, PROGRESS, load_image, save_image
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 WORKER = Path(__file__).with_name("worker.py")
+PREFIX, OWNER = "lungseg-run-", "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_orphaned_rundirs(root: Path | None = None) -> int:
+    """Remove temporary run folders whose Slicer is gone (it crashed or was killed mid-run)."""
+    removed = 0
+    for folder in Path(root or tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            owner = int((folder / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being created
+        if owner != os.getpid() and not _alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 class BackgroundRun:
@@ -49,8 +74,10 @@ class BackgroundRun:
 
     # ---------------------------------------------------------------------------------------- process
     def start(self) -> "BackgroundRun":
-        self.rundir = Path(tempfile.mkdtemp(prefix="lungseg-run-"))
+        remove_orphaned_rundirs()
+        self.rundir = Path(tempfile.mkdtemp(prefix=PREFIX))
         try:
+            (self.rundir / OWNER).write_text(str(os.getpid()))
             save_image(self.image, self.rundir / "input.npz")
             (self.rundir / "params.json").write_text(json.dumps(asdict(self.params)))
             env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -91,3 +91,25 @@ def test_a_crashing_worker_reports_its_last_stderr_line(tmp_path):
     run = BackgroundRun(image, Parameters(engine="hu"), python=str(python)).start()
     assert run.wait(30) == FAILED and run.error == "worker: out of memory"
     run.cleanup()
+
+
+def test_folders_left_by_a_crashed_slicer_are_removed_on_the_next_run(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from LungSegLib import background
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan, live, foreign = tmp_path / "lungseg-run-orphan", tmp_path / "lungseg-run-live", tmp_path / "lungseg-run-x"
+    for folder, owner in ((orphan, dead.stdout.strip()), (live, str(os.getppid())), (foreign, None)):
+        folder.mkdir()
+        (folder / "input.npz").write_text("")
+        if owner:
+            (folder / background.OWNER).write_text(owner)
+    run = BackgroundRun(chest_phantom(shape=(16, 32, 32), spacing=(4.0, 4.0, 4.0))[0], Parameters(engine="hu")).start()
+    assert run.rundir.parent == tmp_path
+    assert not orphan.exists() and live.exists() and foreign.exists()  # only a dead owner's folder goes
+    run.cancel()
+    assert not run.rundir.exists()
