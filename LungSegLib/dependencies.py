@@ -24,6 +24,7 @@ TORCH_MINIMUM = "2.0"                          # the shipped weights load with w
 # MONAI releases by the lowest torch they accept, from each wheel's Requires-Dist: monai 1.3.x and
 # 1.4.0 need torch>=1.9, 1.5.1-1.5.2 torch>=2.4.1 (1.5.0 also torch<2.7), 1.6.x torch>=2.8.0.
 MONAI_FOR_TORCH = (("2.8.0", "monai>=1.3,<1.7"), ("2.4.1", "monai>=1.3,<1.6"), (TORCH_MINIMUM, "monai>=1.3,<1.5"))
+MONAI_KNOWN_BELOW = "1.7"  # releases from here on are not in the table: trust what pip accepted
 IMPORT_NAMES = {"pillow": "PIL", "scikit-image": "skimage", "SimpleITK": "SimpleITK"}
 INSTALL_HINT = ("in Slicer run slicer.util.getModuleLogic('LungSeg').installDependencies() or "
                 "lungseg_batch.py --install-dependencies; in plain Python install PyTorch (pytorch.org) then "
@@ -84,6 +85,17 @@ def monai_requirement(torch_version: str | None) -> str:
     raise MissingDependencyError(f"PyTorch {torch_version} is older than LungSeg needs (>= {TORCH_MINIMUM})")
 
 
+def monai_fits(monai_version: str, torch_version: str | None) -> bool:
+    """An installed MONAI can run with this torch: >= 1.3, and not a release the table knows needs a newer
+    torch (e.g. 1.6 with torch 2.1, left behind when torch was replaced)."""
+    v = _version(monai_version)
+    if v.release < _version("1.3").release:
+        return False
+    if torch_version is None or v.release >= _version(MONAI_KNOWN_BELOW).release:
+        return True
+    return _requirement(monai_requirement(torch_version)).specifier.contains(monai_version, prereleases=True)
+
+
 @dataclass
 class Plan:
     """What to install. ``torch``: a version requirement for PyTorchUtils ('' = keep the installed torch);
@@ -128,10 +140,9 @@ def plan_dependencies(installed: dict, network: bool = True, loaded=()) -> Plan:
         if torch_version is None or _version(torch_version).release < _version(TORCH_MINIMUM).release:
             plan.torch = f">={TORCH_MINIMUM}"
             torch_version = None  # MONAI is fitted again once PyTorchUtils has installed torch
-        monai = _requirement(monai_requirement(torch_version))
         have = installed.get("monai")
-        if have is None or not monai.specifier.contains(have, prereleases=True):
-            plan.pip.append(str(monai))
+        if have is None or not monai_fits(have, torch_version):
+            plan.pip.append(str(_requirement(monai_requirement(torch_version))))
         if torch_version is not None:
             plan.constraints.append(f"torch=={torch_version}")
     replaced = [_requirement(r).name for r in plan.pip] + (["torch"] if plan.torch else [])
@@ -171,6 +182,7 @@ def install(network: bool, install_torch=None, install_pip=None, log=print) -> P
     import tempfile
 
     plan = plan_dependencies(installed_versions(), network, loaded=set(sys.modules))
+    replaced = list(plan.restart)  # loaded packages this install replaces (torch included)
     if plan.torch:
         if install_torch is None:
             raise MissingDependencyError(f"PyTorch {plan.torch} is not installed and LungSeg does not install it "
@@ -187,6 +199,7 @@ def install(network: bool, install_torch=None, install_pip=None, log=print) -> P
             constraints = Path(tmp) / "constraints.txt"
             constraints.write_text("".join(line + "\n" for line in plan.constraints))
             install_pip(plan.pip, constraints)
+    plan.restart = sorted(set(replaced) | set(plan.restart))
     return plan
 
 

@@ -176,3 +176,23 @@ def test_console_run_without_torch_raises_one_actionable_line(hidden_env, tmp_pa
     assert last.startswith("LungSegLib.dependencies.MissingDependencyError: engine ct3d needs torch (not installed)")
     assert "installDependencies()" in last
     assert proc.stderr.count('  File "') <= 3  # raised by LungSegLogic.run itself, not deep in an engine
+
+
+def test_install_remembers_a_replaced_loaded_torch_for_the_restart_prompt(monkeypatch):
+    state = {"torch": "1.13.1", "monai": "1.2.0"}
+    monkeypatch.setattr(deps, "installed_versions", lambda names=None: {**BASE, **state})
+    monkeypatch.setitem(deps.sys.modules, "torch", deps.sys.modules.get("torch", object()))
+    monkeypatch.setitem(deps.sys.modules, "monai", deps.sys.modules.get("monai", object()))
+
+    def install_torch(requirement):
+        state["torch"] = "2.8.0"
+
+    done = deps.install(True, install_torch, lambda requirements, constraints: None, log=lambda m: None)
+    assert done.restart == ["monai", "torch"] and done.constraints == ["torch==2.8.0"]
+
+
+def test_a_newer_monai_than_the_table_knows_is_trusted_not_downgraded():
+    assert deps.monai_fits("1.7.0", "2.9.0") and deps.monai_fits("1.6.1", "2.13.0+cpu")
+    assert not deps.monai_fits("1.6.1", "2.1.0") and not deps.monai_fits("1.2.0", "2.8.0")
+    assert deps.missing_for("ct3d", {"torch": "2.9.0", "monai": "1.7.0"}) == []
+    assert deps.plan_dependencies({**BASE, "torch": "2.9.0", "monai": "1.7.0"}).empty
