@@ -176,5 +176,6 @@ class BackgroundRun:
             if state != RUNNING:
                 self.cleanup()
         labels.meta = dict(self.image.meta)
+        self.image.modality = labels.modality  # as the worker decided it (a forced modality included)
         return Result(self.image, labels, report["engine"], report["model"], report["measurements"], report["qc"],
                       report["warnings"], report["timings"])

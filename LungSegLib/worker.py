@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     from LungSegLib.errors import LungSegError
     from LungSegLib.params import Parameters
     from LungSegLib.pipeline import segment_image
+    from LungSegLib.report import _jsonable
 
     def progress(fraction, message):
         print(f"{PROGRESS} {fraction:.3f} {message}", flush=True)
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
               "measurements": result.measurements, "qc": result.qc, "warnings": result.warnings,
               "timings": result.timings}
     _replace_atomically(lambda p: save_image(result.labels, p), rundir / "result.npz")
-    _replace_atomically(lambda p: p.write_text(json.dumps(report, default=str)), rundir / "result.json")
+    text = json.dumps(_jsonable(report), default=str)  # numpy scalars as numbers, as measurements.json has them
+    _replace_atomically(lambda p: p.write_text(text), rundir / "result.json")
     return 0
 
 

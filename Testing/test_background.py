@@ -1,5 +1,6 @@
 """LungSegLib.background: the panel's child-process run, driven without Qt through its process API."""
 
+import json
 import os
 import time
 
@@ -13,6 +14,7 @@ from LungSegLib.io import read_image
 from LungSegLib.params import Parameters
 from LungSegLib.phantom import chest_phantom
 from LungSegLib.pipeline import segment_image
+from LungSegLib.report import _jsonable
 
 
 def poll_until_done(run, timeout=240):
@@ -52,6 +54,7 @@ def test_background_run_gives_the_same_result_as_in_process_and_cleans_up():
     assert result.measurements["structures"]["both"]["volume_ml"] == pytest.approx(
         reference.measurements["structures"]["both"]["volume_ml"], rel=1e-12)
     assert result.qc["flags"] == reference.qc["flags"] and result.engine == "hu"
+    assert result.qc == json.loads(json.dumps(_jsonable(reference.qc)))  # numbers stay numbers
     assert not rundir.exists()
 
 
