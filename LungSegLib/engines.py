@@ -92,6 +92,16 @@ def segment_ct2d(image: Image, params, progress=None):
     return _cleaned(labels, card)
 
 
+def window_count(shape, roi, overlap: float) -> int:
+    """How many windows MONAI's sliding_window_inference visits (for progress): its scan interval
+    (roi x (1 - overlap) along axes longer than the roi) over the image padded up to the roi."""
+    from monai.data.utils import dense_patch_slices
+
+    size = [max(int(s), int(r)) for s, r in zip(shape, roi)]
+    interval = [int(r * (1 - overlap)) if s > r else int(r) for s, r in zip(size, roi)]
+    return max(1, len(dense_patch_slices(size, roi, interval)))
+
+
 def segment_ct3d(image: Image, params, progress=None):
     import SimpleITK as sitk
     import torch
@@ -103,10 +113,18 @@ def segment_ct3d(image: Image, params, progress=None):
     _checked(progress, 0.05, f"resampling to {spacing} mm")
     low = pp.resample_volume(image, spacing)
     x = pp.scale_hu(sitk.GetArrayFromImage(low), hu_range)[None, None]
-    _checked(progress, 0.2, "3D sliding-window inference")
+    windows = window_count(x.shape[2:], roi, overlap=0.25)
+    calls = [0]
+
+    def predictor(batch):  # called once per batch of windows: report and honour cancel between batches
+        _checked(progress, 0.2 + 0.6 * min(1.0, calls[0] * 2 / windows),
+                 f"3D sliding-window inference, window {min(windows, calls[0] * 2 + 1)} of {windows}")
+        calls[0] += 1
+        return model(batch)
+
     with torch.inference_mode():
         logits = sliding_window_inference(torch.from_numpy(x).to(device), roi_size=roi, sw_batch_size=2,
-                                          predictor=model, overlap=0.25, mode="gaussian")
+                                          predictor=predictor, overlap=0.25, mode="gaussian")
         prob = torch.softmax(logits, dim=1)[0].float().cpu().numpy()
     _checked(progress, 0.8, "resampling back to the input grid")
     return _cleaned(pp.labels_from_low_grid(prob, low, image), card)
@@ -122,6 +140,7 @@ def segment_cxr(image: Image, params, progress=None):
     x = torch.from_numpy(pp.radiograph_to_model(image.array, size, pct)).to(device)
     with torch.inference_mode():
         prob = torch.softmax(model(x), dim=1)[0].float().cpu().numpy()
+    _checked(progress, 0.8, "resizing to the radiograph")
     up = pp.resize(prob, image.array.shape, mode="bilinear")
     return _cleaned(np.argmax(up, axis=0).astype(np.uint8), card)
 

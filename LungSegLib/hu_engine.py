@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .errors import CancelledError
 from .postprocess import (binary_opening_in_box, bounding_box, fill_holes_slicewise, label_components,
                           largest_components, split_sides)
 
@@ -87,7 +88,10 @@ def segment_hu(hu: np.ndarray, spacing, progress=None, info: dict | None = None)
     """Labels (0/1 right/2 left) for a canonical (z, y, x) HU volume with (x, y, z) spacing in mm.
     ``info`` (optional) receives ``large_components``: air components inside the body at least 10% of the
     largest, before the two largest are kept (for the QC flag)."""
-    report = progress or (lambda f, m: True)
+    def report(fraction, message):  # between stages: the callback's False stops here
+        if progress is not None and progress(fraction, message) is False:
+            raise CancelledError("cancelled by the user")
+
     report(0.1, "HU threshold")
     air = hu < LUNG_AIR_HU
     cand = outside_air_removed(air)
@@ -102,11 +106,13 @@ def segment_hu(hu: np.ndarray, spacing, progress=None, info: dict | None = None)
         return np.zeros(hu.shape, np.uint8)
     report(0.5, "airways")
     cand &= ~airways(hu, cand, spacing)
+    report(0.6, "smoothing")
     cand = binary_opening_in_box(cand, iterations=1)
     cand = largest_components(cand, keep=2, min_fraction=0.1)
     report(0.7, "right/left split")
     labels = split_sides(cand)
     out = np.zeros(hu.shape, np.uint8)
+    report(0.85, "filling vessels")
     for side in (1, 2):
         part = largest_components(labels == side, keep=1)
         if part.any():

@@ -26,7 +26,7 @@ CT_COLUMNS = ["voxel_count", "volume_ml", "weight_g", "gas_volume_ml", "mean_hu"
               "poorly_aerated_weight_fraction", "non_aerated_weight_fraction"]
 CXR_COLUMNS = ["pixel_count", "area_cm2"]
 COLUMN_DESCRIPTIONS = {
-    "structure": "right lung, left lung, or both lungs",
+    "structure": "Right lung, Left lung (the segments), or Both lungs",
     "voxel_count": "voxels in the structure",
     "volume_ml": "voxel count x voxel volume",
     "weight_g": "sum(voxel mL x clip((HU+1000)/1000, 0, 1)) x density",
@@ -34,7 +34,6 @@ COLUMN_DESCRIPTIONS = {
     "mean_hu": "mean CT value in the structure",
     "pixel_count": "projected lung pixels on the radiograph",
     "area_cm2": "projected lung area (nan when the pixel spacing is unknown)",
-    "qc_flags": "quality-control flags of the whole case, separated by ';'",
 }
 _KEEP_ALIVE = []  # logics created for scenes outside the app must outlive this call
 
@@ -198,9 +197,13 @@ def segmentation_to_labels(segmentation_node, volume_node) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- table
 def measurements_to_table_node(measurements: dict, qc: dict, scene, table_node=None, name: str = "Lung measurements"):
-    """One row per structure (right, left, both); a column per measurement with its unit; QC flags."""
+    """One row per structure, named like the segments (Right lung, Left lung, Both lungs); a column per
+    measurement with a title and unit ("Volume [mL]") and its method as the description. QC is not
+    repeated per row: the flags are the table's ``LungSeg.qcFlags`` attribute and, in words, ``LungSeg.qc``."""
     slicer = _slicer()
     import vtk
+
+    from .wording import STRUCTURE_NAMES, column_description, column_title, qc_sentences
 
     table = table_node or scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     structures = measurements["structures"]
@@ -211,31 +214,29 @@ def measurements_to_table_node(measurements: dict, qc: dict, scene, table_node=N
         table.RemoveAllColumns()
         names = vtk.vtkStringArray()
         names.SetName("structure")
-        flags = vtk.vtkStringArray()
-        flags.SetName("qc_flags")
         arrays = []
         for column in columns:
             array = vtk.vtkDoubleArray() if column not in ("voxel_count", "pixel_count") else vtk.vtkLongLongArray()
             array.SetName(column)
             arrays.append(array)
         for structure, values in structures.items():
-            names.InsertNextValue(structure)
-            flags.InsertNextValue(";".join(qc.get("flags", [])))
+            names.InsertNextValue(STRUCTURE_NAMES.get(structure, structure))
             for column, array in zip(columns, arrays):
                 value = values.get(column)
                 array.InsertNextValue(float("nan") if value is None else value)
-        for array in [names, *arrays, flags]:
+        for array in [names, *arrays]:
             table.AddColumn(array)
         units = measurements.get("units", {})
-        for column in ["structure", *columns, "qc_flags"]:
+        for column in ["structure", *columns]:
             if units.get(column):
                 table.SetColumnUnitLabel(column, units[column])
-            if column in COLUMN_DESCRIPTIONS:
-                table.SetColumnDescription(column, COLUMN_DESCRIPTIONS[column])
-            elif column.endswith("_fraction"):
-                band, kind = column.rsplit("_", 2)[0], column.rsplit("_", 2)[1]
-                table.SetColumnDescription(column, f"fraction of the structure's {kind} in the {band} HU band")
+            table.SetColumnTitle(column, column_title(column, units.get(column, "")))
+            description = COLUMN_DESCRIPTIONS.get(column) or column_description(column)
+            if description:
+                table.SetColumnDescription(column, description)
         table.SetUseColumnTitleAsColumnHeader(True)
+        table.SetAttribute("LungSeg.qcFlags", ";".join(qc.get("flags", [])))
+        table.SetAttribute("LungSeg.qc", " ".join(qc_sentences(qc.get("flags", []))))
     return table
 
 

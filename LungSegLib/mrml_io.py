@@ -14,45 +14,39 @@ from pathlib import Path
 
 from .errors import LungSegError
 from .image import CT, CXR
-from .io import PICTURE_SUFFIXES, VOLUME_SUFFIXES, atomic_path, case_name, dicom_series, read_image, suffix_of
+from .dicom import split_series
+from .io import VOLUME_SUFFIXES, atomic_path, case_name, read_image, suffix_of
 from .mrml import (image_to_volume_node, labels_to_segmentation_node, measurements_to_table_node,
                    volume_node_to_image, _slicer)
 from .params import Parameters
 
 
 def load_volume(path, scene, name: str = "", modality: str = "auto"):
-    """Load a CT volume (NRRD/NIfTI/MHA or a DICOM series folder) through the volume archetype storage
-    node, or a radiograph (picture or DICOM file) through LungSegLib's readers; returns the node."""
+    """Load a CT volume file (NRRD/NIfTI/MHA) through the volume archetype storage node; a DICOM series
+    folder (``FOLDER::SeriesInstanceUID`` picks one series, as ``lungseg segment`` does) or a radiograph
+    (picture or DICOM file) through LungSegLib's readers; returns the node."""
     slicer = _slicer()
-    path = Path(path)
-    if not path.exists():
-        raise LungSegError(f"{path}: no such file or folder")
-    name = name or case_name(path)
-    first_file = None
-    if path.is_dir():
-        series = dicom_series(path)
-        if not series:
-            raise LungSegError(f"{path}: folder holds no DICOM series")
-        first_file = max(series.values(), key=len)[0]
-    elif suffix_of(path) in VOLUME_SUFFIXES:
-        first_file = str(path)
-    if first_file is None or suffix_of(path) in PICTURE_SUFFIXES:
-        image = read_image(path, modality)
-        return image_to_volume_node(image, scene, name)
+    folder, uid = split_series(path)
+    if not folder.exists():
+        raise LungSegError(f"{folder}: no such file or folder")
+    name = name or case_name(folder)
+    if folder.is_dir() or uid is not None or suffix_of(folder) not in VOLUME_SUFFIXES:
+        return image_to_volume_node(read_image(path, modality), scene, name)  # same reader as the CLI
+    first_file = str(folder)
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     scene.AddNode(storage)
     node.SetAndObserveStorageNodeID(storage.GetID())
     storage.SetFileName(first_file)
-    storage.SetSingleFile(0 if path.is_dir() else 1)
+    storage.SetSingleFile(1)
     if not storage.ReadData(node) or node.GetImageData() is None:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise LungSegError(f"{path}: cannot be read as a volume by Slicer's volume reader")
+        raise LungSegError(f"{folder}: cannot be read as a volume by Slicer's volume reader")
     if node.GetImageData().GetNumberOfScalarComponents() > 1:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)  # colour pictures stored as volumes: LungSegLib turns them grey
-        return image_to_volume_node(read_image(path, modality), scene, name)
+        return image_to_volume_node(read_image(folder, modality), scene, name)
     node.CreateDefaultDisplayNodes()
     return node
 
@@ -108,13 +102,40 @@ def segment_volume_node(volume_node, params: Parameters | None = None, progress=
         raise LungSegError("select an input volume that is in the scene")
     image = volume_node_to_image(volume_node)
     result = segment_image(image, params or Parameters(), progress)
+    seg, table = result_to_nodes(result, volume_node, segmentation_node, table_node)
+    return seg, table, result
+
+
+def result_to_nodes(result, volume_node, segmentation_node=None, table_node=None):
+    """The segmentation and table nodes of a finished :class:`pipeline.Result` (in-process or from a
+    background run) for ``volume_node``, which must still be in its scene."""
+    if volume_node is None or volume_node.GetScene() is None:
+        raise LungSegError("the input volume was removed from the scene while LungSeg was running")
     seg = labels_to_segmentation_node(result.labels.array, volume_node, segmentation_node)
     table = measurements_to_table_node(result.measurements, result.qc, volume_node.GetScene(), table_node,
                                        name=f"{volume_node.GetName()} lung measurements")
     for key, value in (("engine", result.engine), ("model", result.model.get("name") or ""),
                        ("modality", result.image.modality), ("volume", volume_node.GetID())):
         table.SetAttribute(f"LungSeg.{key}", str(value))
-    return seg, table, result
+    place_beside(volume_node, seg, table)
+    return seg, table
+
+
+def place_beside(volume_node, *nodes) -> None:
+    """Put ``nodes`` under the input's parent in the subject hierarchy (its study, for DICOM data), where a
+    Slicer user looks for results. Items are created when no subject hierarchy logic made them."""
+    slicer = _slicer()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(volume_node.GetScene())
+    volume_item = sh.GetItemByDataNode(volume_node) if sh is not None else 0
+    if not volume_item:
+        return
+    parent = sh.GetItemParent(volume_item)
+    for node in nodes:
+        item = sh.GetItemByDataNode(node)
+        if item:
+            sh.SetItemParent(item, parent)
+        else:
+            sh.CreateItem(parent, node)
 
 
 def engine_for_node(volume_node, params: Parameters) -> str:

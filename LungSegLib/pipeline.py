@@ -3,14 +3,16 @@ the input grid -> measure -> quality flags. The CLI, the Slicer logic and evalua
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import __version__
+from .dependencies import require_for
 from .engines import ENGINES
-from .errors import LungSegError
+from .errors import CancelledError, LungSegError
 from .image import CT, CXR, Image, from_canonical, inplane_spacing_mm, to_canonical
 from .io import read_image
 from .measure import measure_ct, measure_cxr
@@ -63,11 +65,14 @@ def segment_image(image: Image, params: Parameters | None = None, progress=None)
         image.modality = params.modality
     engine = choose_engine(image, params)
     warnings = check_image(image, engine, params)
-    _set_threads(params.threads)
+    require_for(engine)  # one line saying how to install torch/MONAI, not a ModuleNotFoundError
     t0 = time.perf_counter()
     canonical = to_canonical(image) if image.ndim == 3 else image
-    labels_c, card = ENGINES[engine](canonical, params, progress)
+    with torch_threads(params.threads if engine != "hu" else 0):
+        labels_c, card = ENGINES[engine](canonical, params, progress)
     labels = from_canonical(labels_c, canonical, image)
+    if progress is not None and progress(0.9, "measuring") is False:
+        raise CancelledError("cancelled by the user")
     t1 = time.perf_counter()
     label_image = image.with_array(labels.astype(np.uint8))
     if image.modality == CT:
@@ -92,11 +97,21 @@ def run_case(path, params: Parameters | None = None, progress=None) -> Result:
     return result
 
 
-def _set_threads(n: int) -> None:
-    if n and n > 0:
-        import torch
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to ``n`` for one run and restored after (the Slicer session and
+    a batch's other cases keep theirs); 0 leaves torch alone and does not import it."""
+    if not n or n <= 0:
+        yield
+        return
+    import torch
 
-        torch.set_num_threads(int(n))
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 __all__ = ["Result", "segment_image", "run_case", "choose_engine", "qc_ct", "qc_cxr", "LungSegError"]

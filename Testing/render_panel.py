@@ -117,12 +117,15 @@ def sample_table_rows():
     sys.path.insert(0, str(REPO))
     from LungSegLib.params import Parameters
     from LungSegLib.pipeline import run_case
+    from LungSegLib.wording import STRUCTURE_NAMES, column_title, result_notes
 
     result = run_case(sample, Parameters(engine="hu"))
     columns = ["structure", "volume_ml", "weight_g", "gas_volume_ml", "mean_hu"]
-    rows = [[name] + [f"{values[c]:.1f}" for c in columns[1:]]
+    units = result.measurements["units"]
+    titles = [column_title(c, units.get(c, "")) for c in columns]  # the headers the table node carries
+    rows = [[STRUCTURE_NAMES[name]] + [f"{values[c]:.1f}" for c in columns[1:]]
             for name, values in result.measurements["structures"].items()]
-    return columns, rows
+    return titles, rows, result_notes(result.warnings, result.qc["flags"])
 
 
 def fill_for_picture(panel):
@@ -136,9 +139,10 @@ def fill_for_picture(panel):
     panel.findChild(QWidget, "progressBar").hide()
     data = sample_table_rows()
     if data:
-        panel.findChild(QWidget, "statusLabel").setText(
-            "Done with engine hu. QC: mask_touches_border_possibly_truncated")
-        columns, rows = data
+        columns, rows, notes = data
+        panel.findChild(QWidget, "statusLabel").setText("Done with engine hu.")
+        panel.findChild(QWidget, "qcLabel").setText(notes or "No input warnings and no quality-control findings.")
+        panel.findChild(QWidget, "show3DButton").setEnabled(True)
         model = QStandardItemModel(len(rows), len(columns), panel)
         model.setHorizontalHeaderLabels(columns)
         for r, row in enumerate(rows):

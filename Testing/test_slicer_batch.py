@@ -55,13 +55,13 @@ def test_batch_on_cip_sample_with_a_bad_case(tmp_path):
 
     with open(case / "measurements.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["structure"] for r in rows] == ["right", "left", "both"]
-    for row in rows:
-        expected = reference.measurements["structures"][row["structure"]]
+    assert [r["structure"] for r in rows] == ["Right lung", "Left lung", "Both lungs"]  # named like the segments
+    for row, structure in zip(rows, ("right", "left", "both")):
+        expected = reference.measurements["structures"][structure]
         assert int(row["voxel_count"]) == expected["voxel_count"]
         for column in ("volume_ml", "weight_g", "gas_volume_ml", "mean_hu", "non_aerated_volume_fraction"):
             assert float(row[column]) == pytest.approx(expected[column], rel=1e-5)  # CSV keeps 6 digits
-        assert row["qc_flags"] == ";".join(reference.qc["flags"])
+        assert "qc_flags" not in row  # QC is printed per case, not repeated per row
 
 
 def test_batch_rejects_bad_options_and_missing_input(tmp_path):
@@ -86,5 +86,100 @@ def test_batch_radiograph_becomes_a_single_slice_segmentation(tmp_path, random_w
     assert seg["voxels"].shape[2] == 1 and [s["id"] for s in seg["segments"]] == ["right_lung", "left_lung"]
     with open(case / "measurements.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["structure"] for r in rows] == ["right", "left", "both"] and "pixel_count" in rows[0]
+    assert [r["structure"] for r in rows] == ["Right lung", "Left lung", "Both lungs"] and "pixel_count" in rows[0]
     assert "area_cm2" in rows[0] and "volume_ml" not in rows[0]
+
+
+def test_batch_unwritable_output_is_one_line_and_status_2(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run_script("--input", CIP_CT, "--output", blocker / "out", "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [f"lungseg_batch: error: --output {blocker / 'out'}: cannot write "
+                                                "there (Not a directory)"]
+    proc = run_script("--input", CIP_CT, cwd=tmp_path)  # no --output: usage, one line
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--output" in proc.stderr
+
+
+def write_dicom_series(folder: Path, array: np.ndarray, series_uid: str, spacing=(4.0, 4.0, 4.0)):
+    """One CT series as single-slice DICOM files (SimpleITK's writer), signed 16-bit HU."""
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k, plane in enumerate(array):
+        image = sitk.GetImageFromArray(np.round(plane).astype(np.int16)[None])
+        image.SetSpacing(spacing)
+        image.SetOrigin((0.0, 0.0, k * spacing[2]))
+        for tag, value in (("0008|0060", "CT"), ("0020|000d", "1.2.826.0.1.3680043.8.498.1"),
+                           ("0020|000e", series_uid), ("0008|0018", f"{series_uid}.{k + 1}"),
+                           ("0020|0013", str(k + 1)), ("0020|0032", f"0\\0\\{k * spacing[2]}"),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"),
+                           ("0018|0050", str(spacing[2])), ("0010|0020", "PHANTOM")):
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{series_uid[-6:]}_{k:03d}.dcm"))
+        writer.Execute(image)
+
+
+def test_batch_folder_uid_picks_that_series_and_reports_each_failed_case(tmp_path):
+    from LungSegLib.phantom import chest_phantom
+
+    image, _, _ = chest_phantom(shape=(32, 48, 48), spacing=(4.0, 4.0, 4.0))
+    folder = tmp_path / "study"
+    long_uid, short_uid = "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.22"
+    write_dicom_series(folder, image.array, long_uid)
+    write_dicom_series(folder, image.array[4:24], short_uid)  # a second, shorter series in the same folder
+    out = tmp_path / "out"
+    proc = run_script("--input", f"{folder}::{short_uid}", f"{folder}::1.2.3", tmp_path / "missing.nrrd",
+                      "--output", out, "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    case = out / f"study_{short_uid[-12:]}"
+    seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
+    assert seg["voxels"].shape[2] == 20  # the series named by the UID, not the longest one
+    failed = proc.stderr.strip().splitlines()
+    assert len(failed) == 2 and all(line.startswith("lungseg_batch: ") for line in failed)
+    assert "no DICOM series '1.2.3'" in proc.stderr and "missing.nrrd: no such file or folder" in proc.stderr
+    with open(out / "errors.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    reference = run_case(f"{folder}::{short_uid}", Parameters(engine="hu"))  # the CLI's road, same numbers
+    with open(case / "measurements.csv", newline="") as f:
+        both = list(csv.DictReader(f))[2]
+    assert float(both["volume_ml"]) == pytest.approx(reference.measurements["structures"]["both"]["volume_ml"], rel=1e-5)
+
+
+FAKE_APP = """import sys, types
+slicer = types.ModuleType("slicer")  # stands for the Slicer application's module: only app and util.exit
+slicer.app = object()
+def _exit(code):
+    open({record!r}, "w").write(str(code))
+slicer.util = types.SimpleNamespace(exit=_exit)
+sys.modules["slicer"] = slicer
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {hidden!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+@pytest.mark.parametrize("hidden, args, code, line", [
+    ((), ["--output", "{blocker}/out"], 2, "cannot write there"),          # error before the case loop
+    (("SimpleITK",), ["--output", "{tmp}/out"], 2, "missing package: No module named 'SimpleITK'"),  # import
+    ((), ["--bogus"], 2, "unrecognized arguments: --bogus"),
+])
+def test_under_slicer_the_script_always_asks_slicer_to_exit(tmp_path, hidden, args, code, line):
+    """Slicer does not exit by itself after --python-script: every way out must call slicer.util.exit."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    record = tmp_path / "exit_code"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAKE_APP.format(record=str(record), hidden=set(hidden)))
+    args = [a.format(blocker=blocker, tmp=tmp_path) for a in args]
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--input", str(CIP_CT), *args, "--engine", "hu"],
+                          env={"PYTHONPATH": f"{site}:{REPO}", "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert record.read_text() == str(code), proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and line in lines[0] and "Traceback" not in proc.stderr

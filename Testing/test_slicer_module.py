@@ -49,7 +49,11 @@ def slicer_python_layer(scene):
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
     pnw.parameterNodeWrapper = lambda cls: cls
     pnw.WithinRange = lambda lo, hi: ("WithinRange", lo, hi)
-    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw}
+    i18n = types.ModuleType("slicer.i18n")  # Slicer's tr/translate look the text up in the loaded .qm files
+    i18n.tr = lambda text: text
+    i18n.translate = lambda context, text: text
+    qt = types.ModuleType("qt")  # PythonQt: only the widget uses it, and the widget is not run here
+    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw, "slicer.i18n": i18n, "qt": qt}
 
 
 @pytest.fixture()
@@ -119,8 +123,111 @@ def test_missing_packages_only_lists_what_the_engine_needs(module, monkeypatch):
     lungseg, _ = module
     logic = lungseg.LungSegLogic()
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(lungseg.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("torch", "monai") else real_find_spec(name, *a))
     hu = Parameters(engine="hu").to_dict()
     assert logic.missingPackages(hu) == []
-    assert logic.missingPackages(Parameters(engine="cxr").to_dict()) == [("torch", "torch"), ("monai", "monai>=1.3")]
+    assert logic.missingPackages(Parameters(engine="cxr").to_dict()) == ["torch", "monai"]
+    plan = logic.dependencyPlan(Parameters(engine="cxr").to_dict())
+    assert plan.torch == ">=2.0" and plan.pip == ["monai<1.7,>=1.3"] and not plan.constraints
+
+
+def test_background_run_through_the_logic_gives_the_in_process_nodes(module):
+    """What the panel does on Apply (without its QTimer): child process, then the same nodes as run()."""
+    from LungSegLib.background import RUNNING
+
+    lungseg, scene = module
+    image, _, _ = chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))
+    volume = mrml.image_to_volume_node(image, scene, "phantom")
+    logic = lungseg.LungSegLogic()
+    run = logic.startBackgroundRun(volume, Parameters(engine="hu").to_dict())
+    while run.poll() == RUNNING:
+        run.wait(120)
+    segmentation, table = logic.loadResult(run, volume)
+    reference_seg, reference_table = lungseg.LungSegLogic().run(volume, engine="hu")
+    assert np.array_equal(mrml.segmentation_to_labels(segmentation, volume),
+                          mrml.segmentation_to_labels(reference_seg, volume))
+    assert mrml.table_to_rows(table) == mrml.table_to_rows(reference_table)
+    assert logic.lastResult.engine == "hu" and not run.rundir.exists()
+
+
+def test_removed_input_is_a_clear_error_not_a_crash(module):
+    from LungSegLib.background import RUNNING
+    from LungSegLib.errors import LungSegError
+
+    lungseg, scene = module
+    volume = mrml.image_to_volume_node(chest_phantom(shape=(32, 48, 48), spacing=(4.0, 4.0, 4.0))[0], scene, "ct")
+    logic = lungseg.LungSegLogic()
+    run = logic.startBackgroundRun(volume, Parameters(engine="hu").to_dict())
+    scene.RemoveNode(volume)  # the user deletes the input while the run goes on
+    while run.poll() == RUNNING:
+        run.wait(120)
+    with pytest.raises(LungSegError, match="input volume was removed"):
+        logic.loadResult(run, volume)
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+
+def test_load_radiograph_and_show_surfaces(module):
+    from conftest import SAMPLES
+
+    lungseg, scene = module
+    picture = SAMPLES / "montgomery_MCUCXR_0001_0.png"
+    node = lungseg.LungSegLogic.loadRadiograph(picture, scene)
+    assert node.GetImageData().GetDimensions()[2] == 1 and node.GetName() == "montgomery_MCUCXR_0001_0"
+    ct = mrml.image_to_volume_node(chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))[0], scene, "ct")
+    segmentation, _ = lungseg.LungSegLogic().run(ct, engine="hu")
+    lungseg.LungSegLogic.showSurfaces(segmentation, True)
+    surface = segmentation.GetSegmentation()
+    assert surface.ContainsRepresentation(slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
+    polydata = slicer.vtkPolyData() if hasattr(slicer, "vtkPolyData") else __import__("vtk").vtkPolyData()
+    segmentation.GetClosedSurfaceRepresentation("right_lung", polydata)
+    assert polydata.GetNumberOfPoints() > 100 and segmentation.GetDisplayNode().GetVisibility3D()
+    lungseg.LungSegLogic.showSurfaces(segmentation, False)
+    assert not surface.ContainsRepresentation(slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
+
+
+def test_colour_radiograph_vector_volume_is_segmented_in_grey(module, random_weights):
+    """Slicer loads a colour PNG as a vtkMRMLVectorVolumeNode; the panel's selector now lists it."""
+    lungseg, scene = module
+    rng = np.random.default_rng(1)
+    grey = rng.normal(120, 30, (1, 128, 96)).clip(0, 255)
+    node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "colour cxr")
+    slicer.util.updateVolumeFromArray(node, np.repeat(grey[..., None], 3, axis=-1).astype(np.uint8))
+    node.SetSpacing(0.5, 0.5, 1.0)
+    segmentation, table = lungseg.LungSegLogic().run(node, engine="cxr", weights=str(random_weights("cxr")))
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 2
+    assert table.GetTable().GetColumnByName("pixel_count") is not None
+
+
+def test_install_dependencies_uses_pytorchutils_then_pip_ensure_with_torch_pinned(module, monkeypatch):
+    from LungSegLib import dependencies
+    from LungSegLib.errors import LungSegError
+
+    lungseg, _ = module
+    base = {"numpy": "2.1", "scipy": "1.14", "SimpleITK": "2.4.0", "nibabel": "5.3", "pydicom": "3.0.1",
+            "pillow": "11", "scikit-image": "0.25", "slicerio": "1.4.0", "tqdm": "4.67", "packaging": "24"}
+    state = {"torch": None, "monai": None}
+    monkeypatch.setattr(dependencies, "installed_versions", lambda names=None: {**base, **state})
+    logic = lungseg.LungSegLogic()
+    with pytest.raises(LungSegError, match="install the 'PyTorch' extension from the Extensions Manager"):
+        logic.installDependencies(askConfirmation=False)  # no PyTorchUtils in this Python
+
+    calls = []
+
+    class PyTorchUtilsLogic:  # the PyTorch extension's logic, as Slicer would import it
+        def installTorch(self, askConfirmation=False, torchVersionRequirement=None):
+            calls.append(("torch", askConfirmation, torchVersionRequirement))
+            state["torch"] = "2.6.0+cu124"
+            return object()
+
+    def pip_ensure(requirements, constraints=None, prompt_install=True, prompt_restart=True, requester=None):
+        calls.append(("pip", [str(r) for r in requirements], open(constraints).read(), prompt_install,
+                      prompt_restart, requester))
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    monkeypatch.setitem(sys.modules, "slicer.pydeps", types.SimpleNamespace(pip_ensure=pip_ensure))
+    monkeypatch.setattr(slicer, "pydeps", sys.modules["slicer.pydeps"], raising=False)
+    done = logic.installDependencies(askConfirmation=False)
+    assert calls == [("torch", False, ">=2.0"),
+                     ("pip", ["monai<1.6,>=1.3"], "torch==2.6.0+cu124\n", False, False, "LungSeg")]
+    assert done.constraints == ["torch==2.6.0+cu124"] and not done.torch

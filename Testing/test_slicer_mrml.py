@@ -103,16 +103,33 @@ def test_segment_ids_names_colours_terminology(oblique_run):
 def test_table_values_equal_lungseglib_measurements(oblique_run):
     table, reference = oblique_run[3], oblique_run[5]
     vtk_table = table.GetTable()
-    assert [vtk_table.GetValueByName(r, "structure").ToString() for r in range(3)] == ["right", "left", "both"]
+    assert [vtk_table.GetValueByName(r, "structure").ToString() for r in range(3)] == ["Right lung", "Left lung",
+                                                                                        "Both lungs"]
     expected = reference.measurements["structures"]
     for column in mrml.CT_COLUMNS:
         for r, structure in enumerate(("right", "left", "both")):
             assert vtk_table.GetValueByName(r, column).ToDouble() == pytest.approx(expected[structure][column],
                                                                                     rel=1e-12, abs=1e-12)
         assert table.GetColumnUnitLabel(column) == reference.measurements["units"][column]
-    flags = ";".join(reference.qc["flags"])
-    assert all(vtk_table.GetValueByName(r, "qc_flags").ToString() == flags for r in range(3))
+    assert vtk_table.GetColumnByName("qc_flags") is None  # QC has its own place, not a column per row
+    assert table.GetAttribute("LungSeg.qcFlags") == ";".join(reference.qc["flags"])
     assert table.GetAttribute("LungSeg.engine") == "hu"
+
+
+def test_table_titles_units_and_band_limits_for_a_slicer_user(oblique_run):
+    table = oblique_run[3]
+    titles = {c: table.GetColumnTitle(c) for c in ["structure", *mrml.CT_COLUMNS]}
+    assert titles["structure"] == "Structure" and titles["voxel_count"] == "Voxels"
+    assert (titles["volume_ml"], titles["weight_g"], titles["gas_volume_ml"], titles["mean_hu"]) == (
+        "Volume [mL]", "Weight [g]", "Gas volume [mL]", "Mean [HU]")
+    assert titles["over_aerated_volume_fraction"] == "Over-aerated volume [fraction]"
+    assert table.GetUseColumnTitleAsColumnHeader()
+    bands = {c: table.GetColumnDescription(c) for c in mrml.CT_COLUMNS if c.endswith("_fraction")}
+    assert bands["over_aerated_volume_fraction"] == "fraction of the structure's volume in the over-aerated " \
+                                                   "(< -900 HU) band"
+    assert bands["normally_aerated_weight_fraction"].endswith("normally-aerated (-900 HU to -500 HU) band")
+    assert bands["non_aerated_volume_fraction"].endswith("non-aerated (>= -100 HU) band")
+    assert "density" in table.GetColumnDescription("weight_g")
 
 
 def test_seg_nrrd_through_storage_node_reads_back_with_slicerio(oblique_run, tmp_path):
@@ -164,8 +181,9 @@ def test_radiograph_as_single_slice_volume(random_weights):
     assert result.engine == "cxr"
     assert np.array_equal(mrml.segmentation_to_labels(seg, node), result.labels.array[None])
     rows = mrml.table_to_rows(table)
-    assert [r["structure"] for r in rows] == ["right", "left", "both"]
-    assert set(rows[0]) == {"structure", "pixel_count", "area_cm2", "qc_flags"}
+    assert [r["structure"] for r in rows] == ["Right lung", "Left lung", "Both lungs"]
+    assert set(rows[0]) == {"structure", "pixel_count", "area_cm2"}
+    assert table.GetColumnTitle("area_cm2") == "Area [cm\u00b2]" and table.GetColumnTitle("pixel_count") == "Pixels"
     assert table.GetTable().GetValueByName(2, "pixel_count").ToInt() == result.measurements["structures"]["both"][
         "pixel_count"]
     picture = mrml_io.load_volume(SAMPLES / "montgomery_MCUCXR_0001_0.png", scene)  # PIL, not the storage node
@@ -195,3 +213,16 @@ def test_rerun_reuses_given_nodes():
     seg2, table2, _ = mrml_io.segment_volume_node(node, HU, segmentation_node=seg, table_node=table)
     assert (seg2, table2) == (seg, table)
     assert seg.GetSegmentation().GetNumberOfSegments() == 2 and table.GetNumberOfRows() == 3
+
+
+def test_results_go_under_the_input_study_in_the_subject_hierarchy():
+    scene = mrml.new_scene()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient 1"), "Chest CT 2024")
+    node = mrml.image_to_volume_node(chest_phantom(shape=(32, 48, 48), spacing=(4.0, 4.0, 4.0))[0], scene, "ct")
+    sh.CreateItem(study, node)
+    seg, table, _ = mrml_io.segment_volume_node(node, HU)
+    for result_node in (seg, table):
+        assert sh.GetItemParent(sh.GetItemByDataNode(result_node)) == study
+    again = mrml_io.segment_volume_node(node, HU, segmentation_node=seg, table_node=table)
+    assert again[:2] == (seg, table) and sh.GetNumberOfItemChildren(study) == 3  # reused, not duplicated

@@ -116,6 +116,7 @@ def test_only_known_slicer_custom_widgets(ui):
 def test_node_selectors_ask_for_the_right_node_types(ui):
     types = {name: [s.text for s in w.iter("string")] for name, w in widgets(ui).items() if w.get("class") == "qMRMLNodeComboBox"}
     assert "vtkMRMLScalarVolumeNode" in types["inputVolumeSelector"]
+    assert "vtkMRMLVectorVolumeNode" in types["inputVolumeSelector"]  # colour PNG/JPEG radiographs
     assert "vtkMRMLSegmentationNode" in types["outputSegmentationSelector"]
     assert "vtkMRMLTableNode" in types["outputTableSelector"]
     receivers = {c.find("receiver").text for c in ui.iter("connection") if "mrmlSceneChanged" in c.find("signal").text}
@@ -125,7 +126,7 @@ def test_node_selectors_ask_for_the_right_node_types(ui):
 def test_module_compiles_and_imports_no_gui_toolkit_in_lungseglib():
     compile(MODULE_FILE.read_text(), str(MODULE_FILE), "exec")
     for path in (REPO / "LungSegLib").glob("*.py"):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")  # GDCM (DICOM tests) may switch the C locale to ASCII
         assert not re.search(r"^\s*(import|from)\s+(qt|ctk|PySide6|PyQt5)\b", text, re.M), path.name
         assert "slicer.app" not in text.replace("getattr(slicer, \"app\"", ""), path.name
 
@@ -142,3 +143,54 @@ def test_panel_renders_offscreen(tmp_path):
     picture = Image.open(out).convert("L")
     assert picture.width >= 400 and picture.height >= 500
     assert len(picture.getcolors(maxcolors=1 << 16)) > 20  # drawn widgets, not a blank canvas
+
+
+def test_new_result_widgets_and_translation_markers(ui):
+    w = widgets(ui)
+    assert w["show3DButton"].get("class") == "QPushButton" and w["loadRadiographButton"].get("class") == "QPushButton"
+    assert w["qcLabel"].get("class") == "QLabel"
+    for stringlist in ui.iter("stringlist"):  # node class names must not reach translators
+        assert stringlist.get("notr") == "true"
+    text = MODULE_FILE.read_text()
+    assert "from slicer.i18n import tr as _" in text and 'translate("qSlicerAbstractCoreModule", "Segmentation")' in text
+    assert 'self.parent.title = _("LungSeg")' in text
+
+
+def test_every_qc_flag_has_plain_words():
+    from LungSegLib.wording import QC_TEXT
+
+    source = (REPO / "LungSegLib" / "qc.py").read_text(encoding="utf-8")
+    flags = set(re.findall(r'"([a-z][a-z0-9_.]+)"', source[source.index("def qc_ct"):]))
+    flags = {f for f in flags if "_" in f and f not in ("flags", "hu_calibration", "large_components",
+                                                        "lung_area_fraction", "right_left_volume_ratio",
+                                                        "right_left_area_ratio", "both", "right", "left",
+                                                        "volume_ml", "voxel_count", "pixel_count", "ok")}
+    assert len(flags) >= 8 and flags <= set(QC_TEXT), flags - set(QC_TEXT)
+
+
+def test_warnings_and_qc_flags_read_as_sentences():
+    from LungSegLib.wording import result_notes
+
+    notes = result_notes(["thick slices (5.0 mm): partial-volume effects, volumes are approximate"],
+                         ["hu_calibration_off", "mask_touches_border_possibly_truncated"])
+    assert notes.splitlines() == [
+        "Input: Thick slices (5.0 mm): partial-volume effects, volumes are approximate.",
+        "Check: Air and soft tissue are not where Hounsfield units put them: check the CT calibration.",
+        "Check: The lungs touch the edge of the image: they may be cut off."]
+    assert result_notes([], []) == ""
+    assert "_" not in notes
+
+
+def test_every_logic_method_the_widget_calls_exists(module_ast):
+    """The widget runs only inside Slicer: a typo in a logic call would surface only on a click."""
+    logic = module_class(module_ast, "LungSegLogic")
+    methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)} | {"getParameterNode", "lastResult"}
+    widget = module_class(module_ast, "LungSegWidget")
+    used = {n.attr for n in ast.walk(widget) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
+            and n.value.attr == "logic" and isinstance(n.value.value, ast.Name) and n.value.value.id == "self"}
+    assert used and used <= methods, used - methods
+    own = {n.name for n in widget.body if isinstance(n, ast.FunctionDef)}
+    called = {n.attr for n in ast.walk(widget) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+              and n.value.id == "self" and n.attr[0].islower() and n.attr.startswith(("on", "cancel", "_finish",
+                                                                                         "show", "ensure", "update"))}
+    assert called <= own | {"showResults"}, called - own

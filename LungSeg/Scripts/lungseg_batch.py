@@ -2,18 +2,20 @@
 """Headless LungSeg batch: segment every case under --input and save Slicer files per case.
 
     python LungSeg/Scripts/lungseg_batch.py --input CASES --output OUT [--engine hu] [--arch unet] [--device cpu]
-    Slicer --no-main-window --python-script LungSeg/Scripts/lungseg_batch.py -- --input CASES --output OUT
+    Slicer --no-main-window --python-script <LungSeg>/Scripts/lungseg_batch.py --input CASES --output OUT
+    Slicer --no-main-window --python-script <LungSeg>/Scripts/lungseg_batch.py --install-dependencies
 
-Each case (a file, a DICOM series folder, or a folder of those) is loaded into an MRML scene, segmented
-by the same logic as the module, and saved as OUT/<case>/lungs.seg.nrrd (segmentation storage node) and
-OUT/<case>/measurements.csv (table storage node, with measurements.schema.csv holding the units). Files
-are written under a temporary name and renamed. Failed cases are reported on stderr and in
-OUT/errors.csv and skipped; the exit status is 1 when any case failed, 2 for bad arguments.
+Each case (a file, a DICOM series folder, FOLDER::SeriesInstanceUID, or a folder of those) is loaded into
+an MRML scene, segmented by the same logic as the module, and saved as OUT/<case>/lungs.seg.nrrd
+(segmentation storage node) and OUT/<case>/measurements.csv (table storage node, with
+measurements.schema.csv holding the units). Files are written under a temporary name and renamed. Failed
+cases are reported on stderr (one line each) and in OUT/errors.csv and skipped. Exit status: 0 all cases
+done, 1 some case failed, 2 bad usage (options, unwritable output, missing packages); Slicer always exits.
 """
 
 import argparse
 import sys
-import traceback
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -21,36 +23,82 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if (REPO_ROOT / "LungSegLib" / "__init__.py").is_file():  # repo checkout; inside Slicer it is on sys.path
     sys.path.insert(0, str(REPO_ROOT))
 
-from LungSegLib.errors import LungSegError  # noqa: E402
-from LungSegLib.batch import ERROR_COLUMNS  # noqa: E402
-from LungSegLib.io import case_name, list_cases, write_text  # noqa: E402
-from LungSegLib.report import rows_to_csv  # noqa: E402
-from LungSegLib.mrml import get_scene, in_slicer_app  # noqa: E402
-from LungSegLib.mrml_io import load_volume, save_segmentation, save_table, segment_volume_node  # noqa: E402
-from LungSegLib.params import ARCHS, DEVICES, ENGINES, MODALITIES, Parameters  # noqa: E402
+EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "lungseg_batch"
 
-CHOICES = {"engine": ENGINES, "arch": ARCHS, "device": DEVICES, "modality": MODALITIES}
+
+class UsageError(Exception):
+    """Bad options or environment: one line on stderr, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        raise UsageError(f"{message} (see --help)")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="lungseg_batch.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--input", required=True, nargs="+", help="image file(s), DICOM folder(s) or folder(s) of cases")
-    parser.add_argument("--output", required=True, help="output folder (one sub-folder per case)")
+    from LungSegLib.params import ARCHS, DEVICES, ENGINES, MODALITIES, Parameters
+
+    choices = {"engine": ENGINES, "arch": ARCHS, "device": DEVICES, "modality": MODALITIES}
+    parser = Parser(prog="lungseg_batch.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--input", nargs="+", help="image file(s), DICOM folder(s) (FOLDER::SeriesInstanceUID "
+                        "picks one series) or folder(s) of cases")
+    parser.add_argument("--output", help="output folder (one sub-folder per case)")
+    parser.add_argument("--install-dependencies", action="store_true",
+                        help="install the Python packages the network engines need (torch through the PyTorch "
+                             "extension inside Slicer), then exit")
     for f in fields(Parameters):  # every Parameters field is an option, with the same name
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
             parser.add_argument(flag, action="store_true", help=f"(default {f.default})")
         else:
             kind = {"int": int, "float": float}.get(str(f.type), type(f.default))
-            parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
+            parser.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
                                 help=f"(default {f.default!r})")
     if argv and argv[0] == "--":  # Slicer may pass the separator through
         argv = argv[1:]
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.install_dependencies and not (args.input and args.output):
+        raise UsageError("--input and --output are required (see --help)")
+    return args
 
 
-def run_one(scene, case: str, path: Path, outdir: Path, params: Parameters) -> dict:
+def in_slicer() -> bool:
+    return getattr(sys.modules.get("slicer"), "app", None) is not None
+
+
+def install_dependencies(engine: str) -> int:
+    from LungSegLib import dependencies
+
+    network = engine != "hu"
+    if in_slicer():
+        import slicer
+
+        plan = slicer.util.getModuleLogic("LungSeg").installDependencies(network=network, askConfirmation=False)
+    else:
+        plan = dependencies.install(network, install_torch=None, install_pip=dependencies.pip_install,
+                                    log=lambda m: print(m, file=sys.stderr))
+    restart = f"; restart to use the new {', '.join(plan.restart)}" if plan.restart else ""
+    print(f"{PROG}: dependencies ready ({plan.summary()}){restart}")
+    return EXIT_OK
+
+
+def writable_folder(path: Path) -> Path:
+    """Create ``path`` and prove a file can be written there, or raise UsageError (one line)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"--output {path}: cannot write there ({e.strerror or e})") from None
+    return path
+
+
+def run_one(scene, case: str, path, outdir: Path, params) -> dict:
     """Load, segment, save one case; returns the 'both' row of its measurements."""
+    from LungSegLib.errors import LungSegError
+    from LungSegLib.mrml_io import load_volume, save_segmentation, save_table, segment_volume_node
+
     case_dir = outdir / case
     if not case_dir.resolve().is_relative_to(outdir.resolve()):
         raise LungSegError(f"case name {case!r} would write outside {outdir}")
@@ -64,50 +112,78 @@ def run_one(scene, case: str, path: Path, outdir: Path, params: Parameters) -> d
 
 
 def main(argv=None) -> int:
+    from LungSegLib.batch import ERROR_COLUMNS
+    from LungSegLib.dependencies import require_for
+    from LungSegLib.errors import LungSegError
+    from LungSegLib.io import case_name, list_cases, unique_names, write_text
+    from LungSegLib.mrml import get_scene
+    from LungSegLib.params import Parameters
+    from LungSegLib.report import rows_to_csv
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
     params = Parameters(**{f.name: getattr(args, f.name) for f in fields(Parameters)})
     try:
         params.validate()
+        if args.install_dependencies:
+            return install_dependencies(params.engine)
+        require_for(params.engine)  # before any case: one line saying how to install torch/MONAI
     except LungSegError as e:
-        print(f"lungseg_batch: {e}", file=sys.stderr)
-        return 2
-    outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
+        raise UsageError(str(e)) from None
+    outdir = writable_folder(Path(args.output))
     errors, cases = [], []
     for raw in args.input:  # a bad input path is one failed case, not the end of the batch
         try:
             cases.extend(list_cases([raw]))
         except LungSegError as e:
             errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": str(e)})
-            print(f"lungseg_batch: {e}", file=sys.stderr)
+            print(f"{PROG}: {e}", file=sys.stderr)
     scene = get_scene(None)
     done = 0
-    for case, path in cases:
+    for case, path in unique_names(cases):
         try:
-            both = run_one(scene, case, Path(path), outdir, params)
+            both = run_one(scene, case, path, outdir, params)
             size = f"{both['volume_ml']:.0f} mL" if "volume_ml" in both else f"{both.get('pixel_count')} pixels"
             flags = f" (QC: {', '.join(both['flags'])})" if both["flags"] else ""
             print(f"{case}: ok, engine {both['engine']}, both lungs {size}{flags}")
             done += 1
-        except Exception as e:  # a bad case (or a bug) is reported and skipped
+        except Exception as e:  # a bad case (or a bug) is reported in one line and skipped
             message = str(e) if isinstance(e, LungSegError) else f"internal error {type(e).__name__}: {e}"
             errors.append({"case": case, "input": str(path), "error": message})
-            print(f"lungseg_batch: case {case} failed: {message}", file=sys.stderr)
-            if not isinstance(e, LungSegError):
-                traceback.print_exc(limit=4, file=sys.stderr)
+            print(f"{PROG}: case {case} failed: {message}", file=sys.stderr)
     if errors:
         write_text(outdir / "errors.csv", rows_to_csv(errors, ERROR_COLUMNS))
     elif (outdir / "errors.csv").exists():
         (outdir / "errors.csv").unlink()
     print(f"{done} case(s) done, {len(errors)} failed; outputs in {outdir}")
-    return 1 if errors else 0
+    return EXIT_CASE_FAILED if errors else EXIT_OK
+
+
+def run(argv=None) -> int:
+    """main() with every way out turned into an exit status and at most one line on stderr."""
+    try:
+        return main(argv)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    except Exception as e:  # an import failure or a bug outside the case loop
+        kind = "missing package" if isinstance(e, ImportError) else f"internal error {type(e).__name__}"
+        print(f"{PROG}: {kind}: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, ImportError) else EXIT_CASE_FAILED
 
 
 if __name__ == "__main__":
-    code = main()
-    if in_slicer_app():
-        import slicer
+    code = EXIT_CASE_FAILED
+    try:
+        code = run()
+    finally:  # Slicer does not exit by itself after --python-script
+        if in_slicer():
+            import slicer
 
-        slicer.util.exit(code)
-    else:
-        sys.exit(code)
+            slicer.util.exit(code)
+        else:
+            sys.exit(code)
