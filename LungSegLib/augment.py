@@ -149,7 +149,8 @@ def low_resolution(prob: float, ndim: int) -> list:
                                        zoom_range=(0.25, 1.0)) for mode in ("nearest", smooth)]
 
 
-def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, lowres_prob=0.0, opacity_prob=0.0):
+def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, lowres_prob=0.0, opacity_prob=0.0,
+                     families=(), acquisition_prob=0.0, spacing=None):
     """MONAI training transforms on cached uint8 model inputs (channel first): cxr, ct2d or ct3d."""
     from monai import transforms as T
 
@@ -169,8 +170,15 @@ def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, low
             T.RandGaussianSmoothd("image", prob=0.15, sigma_x=(0.3, 1.2), sigma_y=(0.3, 1.2)),
             T.RandGaussianNoised("image", prob=0.3, std=0.03),
         ])
-    dense = RandDenseLungd(("image",), "label", prob=dense_prob, hu_range=(-1024, 600),
-                           max_fraction=dense_max_fraction)
+    if families:  # the pathology simulator's families (LungSegLib.pathology), with acquisition variation
+        from .pathology import RandPathologyd
+
+        dense = RandPathologyd(("image",), "label", families=tuple(families), prob=dense_prob,
+                               hu_range=(-1024, 600), max_fraction=dense_max_fraction,
+                               acquisition_prob=acquisition_prob, spacing=tuple(spacing or (2.5, 2.5, 2.5)))
+    else:
+        dense = RandDenseLungd(("image",), "label", prob=dense_prob, hu_range=(-1024, 600),
+                               max_fraction=dense_max_fraction)
     common = [
         T.RandGaussianNoised("image", prob=0.4, std=0.015),       # about 25 HU of noise
         T.RandAdjustContrastd("image", prob=0.3, gamma=(0.8, 1.25)),
@@ -191,7 +199,7 @@ def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, low
 
 
 def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float, lowres_prob: float = 0.0,
-                      opacity_prob: float = 0.0) -> str:
+                      opacity_prob: float = 0.0, families=(), acquisition_prob: float = 0.0) -> str:
     """One-line description of the training augmentation for the model card."""
     if task == "cxr":
         from .opacity import HELD_OUT, TRAINED
@@ -202,8 +210,17 @@ def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float, l
                  if opacity_prob > 0 else "") +"MONAI RandAffine (rotate 10 deg, scale 12 %, translate 20 px, shear), RandAdjustContrast (gamma "
                 "0.6-1.6), RandScaleIntensity 20 %, RandShiftIntensity 0.1, RandGaussianSmooth, RandGaussianNoise; "
                 "no left-right flips")
-    return (f"synthetic dense lung (RandDenseLungd, p={dense_prob}: dependent bands up to "
-            f"{dense_max_fraction:.0%} of the lung and blobs at -100..+60 HU, label kept as lung), MONAI "
+    if families:
+        from .pathology import HELD_OUT
+
+        dense = (f"pathology simulator (RandPathologyd, p={dense_prob}: families {', '.join(families)}, "
+                 f"0.05-{dense_max_fraction:.2f} of the lung, label kept as lung; held out of training: "
+                 f"{', '.join(HELD_OUT)}; acquisition variation p={acquisition_prob}: noise, kernels, thick "
+                 "slices, truncated field of view, table)")
+    else:
+        dense = (f"synthetic dense lung (RandDenseLungd, p={dense_prob}: dependent bands up to "
+                 f"{dense_max_fraction:.0%} of the lung and blobs at -100..+60 HU, label kept as lung)")
+    return (dense + ", MONAI "
             "RandAffine (rotation, 12-15 % scale = spacing), RandGaussianNoise (~25 HU), RandAdjustContrast, "
             "RandScale/ShiftIntensity; no left-right flips"
             + (f"; RandSimulateLowResolution p={lowres_prob} (area down to 25-100 %, nearest or linear up)"

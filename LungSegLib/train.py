@@ -59,6 +59,11 @@ def parse_args(argv=None):
     p.add_argument("--dense-max-fraction", type=float, default=0.6, help="CT: largest dense share of the lung")
     p.add_argument("--opacity-prob", type=float, default=0.0,
                    help="CXR: probability of a synthetic opacity painted inside the lung (label kept)")
+    p.add_argument("--families", nargs="*", default=[],
+                   help="CT: train with these pathology-simulator families (LungSegLib.pathology) instead of "
+                        "the dependent band + blobs; 'trained' = every family not held out")
+    p.add_argument("--acquisition-prob", type=float, default=0.0,
+                   help="CT with --families: probability of simulated acquisition variation")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -234,7 +239,7 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
         raise LungSegError(f"need training and validation cases; got {len(train_items)} / {len(val_items)}")
     repeats = args.repeats or (8 if task == "ct3d" else 1)
     tfm = train_transforms(task, roi, args.dense_prob, args.dense_max_fraction, args.lowres_prob,
-                           args.opacity_prob)
+                           args.opacity_prob, args.families, args.acquisition_prob, card["input"].get("spacing_mm"))
     tfm.set_random_state(seed=args.seed + rank)
     ds = Dataset(train_items * repeats, tfm)
     sampler = None
@@ -344,7 +349,7 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
         "batch_size": args.batch_size or (2 if args.task == "ct3d" else 16), "lr": args.lr, "seed": args.seed,
         "loss": "MONAI DiceCELoss (softmax, 3 classes)", "optimizer": "AdamW, cosine schedule",
         "augmentation": augmentation_text(args.task, args.dense_prob, args.dense_max_fraction, args.lowres_prob,
-                                          args.opacity_prob),
+                                          args.opacity_prob, args.families, args.acquisition_prob),
     }
     card["metrics"] = {"val_dice_model_grid": round(state["best"], 4)}
     if args.task != "cxr":
@@ -359,6 +364,10 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.families == ["trained"]:
+        from .pathology import TRAINED
+
+        args.families = list(TRAINED)
     card = default_card(args.task, args.arch)
     args.cache = args.cache or str(Path(args.out) / f"{args.task}_cache.npz")
     world, rank, device = setup_distributed(args.device)
