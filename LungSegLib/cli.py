@@ -77,7 +77,7 @@ def cmd_info() -> int:
     import torch
 
     from . import __version__
-    from .networks import shipped_cards, validation_dice
+    from .networks import robustness_dice, selection_dice, shipped_cards, validation_dice
 
     print(f"lungseg {__version__}  python {platform.python_version()}  torch {torch.__version__}  "
           f"monai {monai.__version__}  SimpleITK {SimpleITK.Version_VersionString()}  numpy {numpy.__version__}")
@@ -91,6 +91,10 @@ def cmd_info() -> int:
         summary = ", ".join(f"{k} {v}" for k, v in metrics.items() if isinstance(v, (int, float)))
         if val := validation_dice(c):
             summary += f", validation Dice {val}"
+        if (robust := robustness_dice(c)) is not None:
+            summary += f", worst pathology family at 25 % Dice {robust}"
+        if c.get("task") in ("ct2d", "ct3d") and val:
+            summary += f", auto ranks it by {selection_dice(c):.3f}"
         if c.get("input", {}).get("max_inplane_spacing_mm"):
             summary += f", for pixels <= {c['input']['max_inplane_spacing_mm']} mm"
         print(f"  {c['name']:<16} task {c['task']:<5} arch {c['arch']:<8} version {c.get('version', '?')}"

@@ -71,12 +71,21 @@ def validation_dice(card: dict) -> float:
     return float(card.get("metrics", {}).get("validation", {}).get("dice_mean", 0.0))
 
 
+def robustness_dice(card: dict) -> float | None:
+    """The worst family's mean Dice at 25 % dense lung in the card's robustness report (held-out families
+    included), or None when the card has none."""
+    value = card.get("metrics", {}).get("robustness", {}).get("dice_worst_family_25")
+    return None if value is None else float(value)
+
+
 def selection_dice(card: dict) -> float:
-    """What ``auto`` ranks CT models by: the worst of the validation Dice and the card's external checks
-    (other sites' volumes within the model's pixel range). Two validation patients from the training site
-    cannot show how a model travels; an external volume can."""
+    """What ``auto`` ranks CT models by: the worst of the validation Dice, the card's external checks
+    (other sites' volumes within the model's pixel range) and the worst pathology family of the robustness
+    report. Two validation patients from the training site cannot show how a model travels, nor how it
+    keeps dense lung; an external volume and unseen dense patterns can."""
     checks = [float(c["dice"]) for c in card.get("metrics", {}).get("external_checks", [])]
-    return min([validation_dice(card)] + checks)
+    robust = robustness_dice(card)
+    return min([validation_dice(card)] + checks + ([robust] if robust is not None else []))
 
 
 def suits_spacing(card: dict, inplane_mm: float | None) -> bool:
@@ -88,7 +97,7 @@ def suits_spacing(card: dict, inplane_mm: float | None) -> bool:
 
 def best_validated_task(tasks, inplane_mm: float | None = None) -> str | None:
     """Among the tasks' default shipped models that suit the image's in-plane pixel size, the task whose model
-    has the best :func:`selection_dice` (validation and external checks)."""
+    has the best :func:`selection_dice` (validation, external checks, pathology families)."""
     cards = [c for c in shipped_cards() if c.get("task") in tasks and c.get("default")
              and suits_spacing(c, inplane_mm)]
     return max(cards, key=selection_dice)["task"] if cards else None

@@ -99,12 +99,16 @@ def test_auto_engine_picks_the_best_validated_shipped_ct_model_that_suits_the_pi
     assert choose_engine(read_image(SAMPLES / "montgomery_MCUCXR_0001_0.png"), Parameters()) == "cxr"
 
 
-def test_selection_dice_is_the_worst_of_validation_and_external_checks():
+def test_selection_dice_is_the_worst_of_validation_external_checks_and_pathology_families():
     from LungSegLib.networks import selection_dice
 
     card = {"metrics": {"validation": {"dice_mean": 0.98}}}
     assert selection_dice(card) == 0.98
     card["metrics"]["external_checks"] = [{"dice": 0.93}, {"dice": 0.97}]
+    assert selection_dice(card) == 0.93
+    card["metrics"]["robustness"] = {"dice_worst_family_25": 0.91}   # a dense-lung family it loses
+    assert selection_dice(card) == 0.91
+    card["metrics"]["robustness"] = {"dice_worst_family_25": 0.95}
     assert selection_dice(card) == 0.93
 
 
