@@ -179,25 +179,31 @@ def test_acquisition_varies_the_scan_but_never_cuts_the_lungs(phantom):
         assert not (new[lungs] <= P.AIR_HU).all()
         assert note != "none"
         notes.append(note)
-        seen |= {w for w in ("table", "field of view", "slices", "kernel", "noise") if w in note}
+        seen |= {w for w in ("table", "arms", "field of view", "slices", "kernel", "noise") if w in note}
         if "field of view" in note and "noise" not in note and "kernel" not in note and "slices" not in note:
             assert (new[lungs] > P.AIR_HU).all()
-    assert seen == {"table", "field of view", "slices", "kernel", "noise"}, notes
+    assert seen >= {"table", "field of view", "slices", "kernel", "noise"}, notes
     new, note = P.acquisition(hu, np.random.default_rng(3), SPACING)
     assert np.array_equal(P.acquisition(hu, np.random.default_rng(3), SPACING)[0], new)
 
 
-def test_table_is_painted_below_the_body_only(phantom):
-    hu = phantom[0]
+@pytest.mark.parametrize("effect", ["table", "arms"])
+def test_table_and_arms_are_painted_outside_the_body_only(phantom, effect):
+    hu = np.pad(phantom[0], ((0, 0), (0, 20), (40, 40)), constant_values=-1000)  # room beside and below
     body = hu > -500
-    for seed in range(40):
+    _, by, bx = np.nonzero(body)
+    for seed in range(60):
         new, note = P.acquisition(hu, np.random.default_rng(seed), SPACING)
-        if note.startswith("table") and ";" not in note:
+        if note.startswith(effect) and ";" not in note:
             changed = new != hu
             assert changed.any() and not (changed & body).any()
-            assert np.nonzero(changed)[1].min() > np.nonzero(body)[1].mean()  # under the patient (posterior)
+            _, y, x = np.nonzero(changed)
+            if effect == "table":
+                assert y.min() > by.mean()  # under the patient (posterior)
+            else:
+                assert ((x < bx.min()) | (x > bx.max())).all() and new[changed].max() > 300  # humerus
             return
-    pytest.fail("no table-only acquisition in 40 seeds")
+    pytest.fail(f"no {effect}-only acquisition in 60 seeds")
 
 
 @pytest.mark.parametrize("shape", [(1, 40, 64, 80), (1, 64, 80)])
