@@ -160,7 +160,7 @@ def plot(result: dict, path) -> None:
             axes[1, j].plot(xs, [r["weight_error_pct_mean"] for r in rows], **style)
         axes[0, j].axhline(DICE_MIN, color="grey", lw=0.8)
         axes[1, j].axhspan(-WEIGHT_TOL_PCT, WEIGHT_TOL_PCT, color="grey", alpha=0.15)
-        axes[0, j].set(title=e, ylabel="Dice (both lungs)", ylim=(min(0.5, axes[0, j].get_ylim()[0]), 1.0))
+        axes[0, j].set(title=e, ylabel="Dice (both lungs)", ylim=(min(0.9, axes[0, j].get_ylim()[0]), 1.0))
         axes[1, j].set(xlabel="dense fraction of the lung", ylabel="weight error (%)")
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
