@@ -78,15 +78,44 @@ def _truncate_fov(out, rng, spacing, keep):
     return f"field of view {2 * radius:.0f} mm"
 
 
+def _body_extent(body):
+    """(first row, last row, first column, last column, something below) of the body: the longest run of
+    occupied rows, so a thin table (or other object) below an air gap is not taken for the patient;
+    "something below" also when the bottom row is flat and wide (a table touching the patient)."""
+    occupied = np.any(body, axis=(0, 2)).astype(np.int8)
+    if not occupied.any():
+        return None
+    edges = np.diff(np.concatenate([[0], occupied, [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
+    k = int(np.argmax(ends - starts))
+    y0, y1 = int(starts[k]), int(ends[k])
+    xs = np.nonzero(np.any(body[:, y0:y1 + 1], axis=(0, 1)))[0]
+    width = np.any(body[:, y0:y1 + 1], axis=0).sum(axis=1)  # occupied columns per row
+    flat_bottom = width[-1] > 0.6 * width.max()             # a table touching the patient, or cut off
+    return y0, y1, int(xs[0]), int(xs[-1]), bool(occupied[y1 + 1:].any() or flat_bottom)
+
+
+def _has_table(out, extent, spacing) -> bool:
+    """A table already in the image: something (> -800 HU, foam and carbon included) across 30 % of the
+    width below the body, or a row in the body's lower third that suddenly widens (a table it lies on)."""
+    y0, y_back = extent[:2]
+    width = (out > -800).any(axis=0).sum(axis=1)  # occupied columns per row
+    if (width[y_back + 1:] > 0.3 * out.shape[2]).any():
+        return True
+    step = max(1, int(round(8.0 / spacing[1])))
+    rows = np.arange(max(y0 + step, y_back - (y_back - y0) // 3), y_back + 1)
+    return bool(((width[rows] > 0.5 * out.shape[2]) & (width[rows] > 1.3 * width[rows - step])).any())
+
+
 def _add_table(out, rng, spacing, body):
-    cols = np.any(body, axis=(0, 1))
-    rows = np.any(body, axis=(0, 2))
-    if not cols.any():
+    extent = _body_extent(body)
+    if extent is None or extent[4]:  # no body, or a table is already under it
         return ""
     ny, nx = out.shape[1:]
-    y_back = int(np.nonzero(rows)[0].max())
-    xs = np.nonzero(cols)[0]
-    xc, half = (xs[0] + xs[-1]) / 2, max(1.0, (xs[-1] - xs[0]) / 2)
+    _, y_back, x0, x1, _ = extent
+    if _has_table(out, extent, spacing):
+        return ""
+    xc, half = (x0 + x1) / 2, max(1.0, (x1 - x0) / 2)
     gap, thick = rng.uniform(0, 15) / spacing[1], rng.uniform(4, 15) / spacing[1]
     curve = rng.uniform(0, 30) / spacing[1]
     xx = np.arange(nx)
@@ -105,17 +134,17 @@ def _add_table(out, rng, spacing, body):
 
 def _add_arms(out, rng, spacing, body):
     """Arms down beside the chest: soft-tissue ellipses with a humerus, in the air lateral to the body."""
-    cols, rows = np.any(body, axis=(0, 1)), np.any(body, axis=(0, 2))
-    if not cols.any():
+    extent = _body_extent(body)
+    if extent is None:
         return ""
     ny, nx = out.shape[1:]
-    xs, ys = np.nonzero(cols)[0], np.nonzero(rows)[0]
-    yc = (ys[0] + ys[-1]) / 2 + rng.uniform(-20, 20) / spacing[1]
+    y0, y1, x0, x1, _ = extent
+    yc = (y0 + y1) / 2 + rng.uniform(-20, 20) / spacing[1]
     ry, rx = rng.uniform(40, 60) / spacing[1], rng.uniform(35, 50) / spacing[2]
     bone_mm, gap = rng.uniform(8, 12), rng.uniform(3, 25) / spacing[2]
     yy, xx = np.ogrid[:ny, :nx]
     arm, bone = np.zeros((ny, nx), bool), np.zeros((ny, nx), bool)
-    for side, edge in ((-1, xs[0]), (1, xs[-1])):
+    for side, edge in ((-1, x0), (1, x1)):
         cx = edge + side * (gap + rx)
         arm |= ((yy - yc) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
         bone |= ((yy - yc) * spacing[1]) ** 2 + ((xx - cx) * spacing[2]) ** 2 <= bone_mm ** 2

@@ -206,6 +206,13 @@ def test_table_and_arms_are_painted_outside_the_body_only(phantom, effect):
     pytest.fail(f"no {effect}-only acquisition in 60 seeds")
 
 
+def test_no_second_table_under_a_scan_that_has_one(phantom):
+    hu = np.pad(phantom[0], ((0, 0), (0, 20), (0, 0)), constant_values=-1000)
+    hu[:, 70:73, :] = 300  # a table below an air gap
+    notes = [P.acquisition(hu, np.random.default_rng(seed), SPACING)[1] for seed in range(30)]
+    assert not any("table" in n for n in notes), notes
+
+
 @pytest.mark.parametrize("shape", [(1, 40, 64, 80), (1, 64, 80)])
 def test_transform_paints_model_units_and_keeps_labels(phantom, shape):
     import torch
