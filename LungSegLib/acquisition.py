@@ -60,7 +60,8 @@ def acquisition(hu, rng, spacing=(1.0, 1.0, 1.0), body=None, keep=None):
 def _noise(out, rng, notes):
     sd = rng.uniform(10, 60)
     notes.append(f"noise {sd:.0f} HU")
-    return out + rng.normal(0, sd, out.shape).astype(np.float32)
+    out += np.float32(sd) * rng.standard_normal(out.shape, dtype=np.float32)
+    return out
 
 
 def _truncate_fov(out, rng, spacing, keep):

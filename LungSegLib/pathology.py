@@ -188,7 +188,7 @@ def consolidation_hu(lung, rng, points) -> np.ndarray:
     lo, hi = DENSE_HU
     base = rng.uniform(lo + 30, hi - 20)
     tex = rng.uniform(8, 20) * lung.field(rng, rng.uniform(6, 15), modes=8, points=points)
-    noise = rng.normal(0, rng.uniform(4, 15), points.shape[1]).astype(np.float32)
+    noise = np.float32(rng.uniform(4, 15)) * rng.standard_normal(points.shape[1], dtype=np.float32)
     return np.clip(base + tex + noise, lo, hi)
 
 
@@ -198,7 +198,7 @@ def ground_glass_hu(lung, rng, points, original) -> np.ndarray:
     parenchyma = min(float(np.median(original)), -600.0)
     target = rng.uniform(*GROUND_GLASS_HU)
     f = (1.0 - target / parenchyma) * (1 + 0.2 * lung.field(rng, rng.uniform(20, 50), modes=4, points=points))
-    noise = rng.normal(0, rng.uniform(3, 12), points.shape[1]).astype(np.float32)
+    noise = np.float32(rng.uniform(3, 12)) * rng.standard_normal(points.shape[1], dtype=np.float32)
     return original * (1 - np.clip(f, 0.05, 0.9)) + noise
 
 
@@ -273,9 +273,9 @@ try:
 
         Channel-first model-unit arrays (value = (HU - lo) / (hi - lo)), 2D (1, y, x) or 3D (1, z, y, x);
         ``spacing`` (z, y, x) mm of those arrays. Labels are not changed (dense lung stays lung).
-        Speed (2-core CPU shared with a training run, OMP_NUM_THREADS=1, acquisition_prob 0.3): median
-        37 ms (min 28, 90th percentile 58) per call on a (1, 96, 96, 96) LCTSC crop that is 27 % lung;
-        median 3.5 ms on a (1, 256, 256) slice."""
+        Speed (2-core CPU shared with a training run, load about 5, OMP_NUM_THREADS=1, acquisition_prob
+        0.3): median 30 ms (min 20, 90th percentile 48) per call on a (1, 96, 96, 96) LCTSC crop that is
+        27 % lung; median 4 ms on a (1, 256, 256) slice."""
 
         def __init__(self, keys, label_key: str, families=TRAINED, prob: float = 0.6, hu_range=(-1024, 600),
                      max_fraction: float = 0.5, acquisition_prob: float = 0.3, spacing=(2.5, 2.5, 2.5)):
