@@ -188,7 +188,7 @@ def consolidation_hu(lung, rng, points) -> np.ndarray:
     lo, hi = DENSE_HU
     base = rng.uniform(lo + 30, hi - 20)
     tex = rng.uniform(8, 20) * lung.field(rng, rng.uniform(6, 15), modes=8, points=points)
-    noise = np.float32(rng.uniform(4, 15)) * rng.standard_normal(points.shape[1], dtype=np.float32)
+    noise = rng.normal(0, rng.uniform(4, 15), points.shape[1]).astype(np.float32)
     return np.clip(base + tex + noise, lo, hi)
 
 
@@ -198,7 +198,7 @@ def ground_glass_hu(lung, rng, points, original) -> np.ndarray:
     parenchyma = min(float(np.median(original)), -600.0)
     target = rng.uniform(*GROUND_GLASS_HU)
     f = (1.0 - target / parenchyma) * (1 + 0.2 * lung.field(rng, rng.uniform(20, 50), modes=4, points=points))
-    noise = np.float32(rng.uniform(3, 12)) * rng.standard_normal(points.shape[1], dtype=np.float32)
+    noise = rng.normal(0, rng.uniform(3, 12), points.shape[1]).astype(np.float32)
     return original * (1 - np.clip(f, 0.05, 0.9)) + noise
 
 
