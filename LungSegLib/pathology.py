@@ -312,8 +312,11 @@ try:
             if rng.random() < self.acquisition_prob:
                 hu, _ = acquisition(hu, rng, spacing, keep=lungs > 0)
             new = np.clip((hu - lo) / (hi - lo), 0.0, 1.0)[0 if planar else slice(None)][None]
-            d[key] = torch.as_tensor(new, dtype=img.dtype) if isinstance(img, torch.Tensor) else \
-                new.astype(arr.dtype)
+            if isinstance(img, torch.Tensor):  # a clone keeps a MetaTensor's meta data (affine, history)
+                d[key] = img.clone()
+                d[key].copy_(torch.from_numpy(np.ascontiguousarray(new)))
+            else:
+                d[key] = new.astype(arr.dtype)
             return d
 except ImportError:  # pragma: no cover - monai is a dependency of training
     RandPathologyd = None

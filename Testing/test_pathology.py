@@ -234,6 +234,13 @@ def test_transform_paints_model_units_and_keeps_labels(phantom, shape):
     assert 0.0 <= float(out["image"].min()) and float(out["image"].max()) <= 1.0
     t.set_random_state(7)
     assert torch.equal(t(item)["image"], out["image"])
+    from monai.data import MetaTensor
+
+    meta = {"image": MetaTensor(item["image"], affine=torch.eye(4) * 2), "label": item["label"]}
+    t.set_random_state(7)
+    painted = t(meta)["image"]
+    assert isinstance(painted, MetaTensor) and torch.equal(painted.affine, meta["image"].affine)
+    assert torch.equal(painted.as_tensor(), out["image"])
     with pytest.raises(LungSegError, match="unknown pathology families"):
         P.RandPathologyd(("image",), "label", families=("mixed", "tumour"))
 
