@@ -10,6 +10,7 @@ Grid: HU on the canonical LPS voxel grid, numpy order (z, y, x): x grows to the 
 posterior (dorsal = larger y), z to superior; ``spacing`` in mm in the same (z, y, x) order. A single
 slice is an array of shape (1, y, x). Smooth random fields are sums of random plane waves evaluated only
 at lung voxels (no full-volume filtering), which keeps a training call on a 96^3 crop in tens of ms.
+Scanner variation (:func:`acquisition`) lives in ``acquisition.py`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .acquisition import AIR_HU, acquisition  # noqa: F401 (part of this module's API)
 from .augment import DENSE_HU
 from .errors import LungSegError
 
@@ -33,7 +35,6 @@ FAMILY_TEXT = {
     "mixed": "mixed: ground glass around consolidation with air bronchograms (airways stay dark)",
 }
 GROUND_GLASS_HU = (-700.0, -300.0)
-AIR_HU = -1024.0
 
 
 def describe(families=TRAINED) -> str:
@@ -262,85 +263,6 @@ def simulate(family: str, hu, lungs, fraction: float, rng, spacing=(1.0, 1.0, 1.
     return out, region
 
 
-# --------------------------------------------------------------------------------------- acquisition
-def acquisition(hu, rng, spacing=(1.0, 1.0, 1.0), body=None, keep=None):
-    """Scanner variation on a (z, y, x) HU array -> (new HU float32, note): noise, soft or sharp kernel,
-    thick slices (1-5 mm mean along z), a truncated circular field of view (outside = -1024 HU; never
-    cutting ``keep``, e.g. the lungs, so labels stay true) and a curved CT table under the body."""
-    hu = np.asarray(hu)
-    if hu.ndim != 3:
-        raise LungSegError(f"acquisition needs a (z, y, x) array (a slice as (1, y, x)); got shape {hu.shape}")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    out = hu.astype(np.float32, copy=True)
-    notes = []
-    effects = [e for e in ("table", "fov", "thick", "kernel", "noise") if rng.random() < 0.4]
-    if not effects:
-        effects = [("table", "fov", "thick", "kernel", "noise")[int(rng.integers(5))]]
-    if "table" in effects:
-        notes.append(_add_table(out, rng, spacing, body))
-    if "thick" in effects and out.shape[0] > 2:
-        mm = rng.uniform(1.0, 5.0)
-        size = int(round(mm / spacing[0]))
-        if size >= 2:
-            out = ndimage.uniform_filter1d(out, size, axis=0)
-            notes.append(f"{mm:.1f} mm slices")
-    if "kernel" in effects:
-        mm = rng.uniform(0.5, 1.5)
-        blur = ndimage.gaussian_filter(out, (0.0, mm / spacing[1], mm / spacing[2]), truncate=2.0)
-        if rng.random() < 0.5:
-            out, note = blur, f"soft kernel ({mm:.1f} mm blur)"
-        else:
-            amount = rng.uniform(0.5, 1.5)
-            out, note = out + amount * (out - blur), f"sharp kernel (unsharp {amount:.1f} x {mm:.1f} mm)"
-        notes.append(note)
-    if "noise" in effects:
-        sd = rng.uniform(10, 60)
-        out += rng.normal(0, sd, out.shape).astype(np.float32)
-        notes.append(f"noise {sd:.0f} HU")
-    if "fov" in effects:
-        notes.append(_truncate_fov(out, rng, spacing, keep))
-    return out, "; ".join(n for n in notes if n) or "none"
-
-
-def _truncate_fov(out, rng, spacing, keep):
-    ny, nx = out.shape[1:]
-    yy, xx = np.ogrid[:ny, :nx]
-    cy, cx = (ny - 1) / 2, (nx - 1) / 2
-    r2 = ((yy - cy) * spacing[1]) ** 2 + ((xx - cx) * spacing[2]) ** 2
-    radius = rng.uniform(0.35, 0.5) * min(ny * spacing[1], nx * spacing[2])
-    if keep is not None and np.any(keep):
-        radius = max(radius, float(np.sqrt(r2[np.any(keep, axis=0)].max())) + 2 * max(spacing[1:]))
-    outside = r2 > radius ** 2
-    if not outside.any():
-        return ""
-    out[:, outside] = AIR_HU
-    return f"field of view {2 * radius:.0f} mm"
-
-
-def _add_table(out, rng, spacing, body):
-    body = (out > -500) if body is None else np.asarray(body, bool)
-    cols = np.any(body, axis=(0, 1))
-    rows = np.any(body, axis=(0, 2))
-    if not cols.any():
-        return ""
-    ny, nx = out.shape[1:]
-    y_back = int(np.nonzero(rows)[0].max())
-    xs = np.nonzero(cols)[0]
-    xc, half = (xs[0] + xs[-1]) / 2, max(1.0, (xs[-1] - xs[0]) / 2)
-    gap, thick = rng.uniform(0, 15) / spacing[1], rng.uniform(4, 15) / spacing[1]
-    curve = rng.uniform(0, 30) / spacing[1]
-    xx = np.arange(nx)
-    top = y_back + gap - curve * np.clip(((xx - xc) / (1.3 * half)) ** 2, 0, 1)  # edges curve upwards
-    yy = np.arange(ny)[:, None]
-    slab = (yy >= top) & (yy <= top + thick)
-    if not slab.any():
-        return ""
-    value = rng.uniform(-200, 400)
-    target = slab[None] & (out < -500)
-    out[target] = value + rng.normal(0, 10, int(target.sum()))
-    return f"table {value:.0f} HU"
-
-
 # ------------------------------------------------------------------------------------ MONAI transform
 try:
     from monai.transforms import MapTransform, RandomizableTransform
@@ -351,9 +273,9 @@ try:
 
         Channel-first model-unit arrays (value = (HU - lo) / (hi - lo)), 2D (1, y, x) or 3D (1, z, y, x);
         ``spacing`` (z, y, x) mm of those arrays. Labels are not changed (dense lung stays lung).
-        Speed (2-core CPU shared with a training run, OMP_NUM_THREADS=1, acquisition_prob 0.3): median
-        37 ms (min 28, 90th percentile 58) per call on a (1, 96, 96, 96) LCTSC crop that is 27 % lung;
-        median 3.5 ms on a (1, 256, 256) slice."""
+        Speed (2-core CPU shared with a training run, load about 5, OMP_NUM_THREADS=1, acquisition_prob
+        0.3): median 30 ms (min 20, 90th percentile 48) per call on a (1, 96, 96, 96) LCTSC crop that is
+        27 % lung; median 4 ms on a (1, 256, 256) slice."""
 
         def __init__(self, keys, label_key: str, families=TRAINED, prob: float = 0.6, hu_range=(-1024, 600),
                      max_fraction: float = 0.5, acquisition_prob: float = 0.3, spacing=(2.5, 2.5, 2.5)):
@@ -390,8 +312,11 @@ try:
             if rng.random() < self.acquisition_prob:
                 hu, _ = acquisition(hu, rng, spacing, keep=lungs > 0)
             new = np.clip((hu - lo) / (hi - lo), 0.0, 1.0)[0 if planar else slice(None)][None]
-            d[key] = torch.as_tensor(new, dtype=img.dtype) if isinstance(img, torch.Tensor) else \
-                new.astype(arr.dtype)
+            if isinstance(img, torch.Tensor):  # a clone keeps a MetaTensor's meta data (affine, history)
+                d[key] = img.clone()
+                d[key].copy_(torch.from_numpy(np.ascontiguousarray(new)))
+            else:
+                d[key] = new.astype(arr.dtype)
             return d
 except ImportError:  # pragma: no cover - monai is a dependency of training
     RandPathologyd = None

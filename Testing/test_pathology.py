@@ -179,25 +179,38 @@ def test_acquisition_varies_the_scan_but_never_cuts_the_lungs(phantom):
         assert not (new[lungs] <= P.AIR_HU).all()
         assert note != "none"
         notes.append(note)
-        seen |= {w for w in ("table", "field of view", "slices", "kernel", "noise") if w in note}
+        seen |= {w for w in ("table", "arms", "field of view", "slices", "kernel", "noise") if w in note}
         if "field of view" in note and "noise" not in note and "kernel" not in note and "slices" not in note:
             assert (new[lungs] > P.AIR_HU).all()
-    assert seen == {"table", "field of view", "slices", "kernel", "noise"}, notes
+    assert seen >= {"table", "field of view", "slices", "kernel", "noise"}, notes
     new, note = P.acquisition(hu, np.random.default_rng(3), SPACING)
     assert np.array_equal(P.acquisition(hu, np.random.default_rng(3), SPACING)[0], new)
 
 
-def test_table_is_painted_below_the_body_only(phantom):
-    hu = phantom[0]
+@pytest.mark.parametrize("effect", ["table", "arms"])
+def test_table_and_arms_are_painted_outside_the_body_only(phantom, effect):
+    hu = np.pad(phantom[0], ((0, 0), (0, 20), (40, 40)), constant_values=-1000)  # room beside and below
     body = hu > -500
-    for seed in range(40):
+    _, by, bx = np.nonzero(body)
+    for seed in range(60):
         new, note = P.acquisition(hu, np.random.default_rng(seed), SPACING)
-        if note.startswith("table") and ";" not in note:
+        if note.startswith(effect) and ";" not in note:
             changed = new != hu
             assert changed.any() and not (changed & body).any()
-            assert np.nonzero(changed)[1].min() > np.nonzero(body)[1].mean()  # under the patient (posterior)
+            _, y, x = np.nonzero(changed)
+            if effect == "table":
+                assert y.min() > by.mean()  # under the patient (posterior)
+            else:
+                assert ((x < bx.min()) | (x > bx.max())).all() and new[changed].max() > 300  # humerus
             return
-    pytest.fail("no table-only acquisition in 40 seeds")
+    pytest.fail(f"no {effect}-only acquisition in 60 seeds")
+
+
+def test_no_second_table_under_a_scan_that_has_one(phantom):
+    hu = np.pad(phantom[0], ((0, 0), (0, 20), (0, 0)), constant_values=-1000)
+    hu[:, 70:73, :] = 300  # a table below an air gap
+    notes = [P.acquisition(hu, np.random.default_rng(seed), SPACING)[1] for seed in range(30)]
+    assert not any("table" in n for n in notes), notes
 
 
 @pytest.mark.parametrize("shape", [(1, 40, 64, 80), (1, 64, 80)])
@@ -221,6 +234,13 @@ def test_transform_paints_model_units_and_keeps_labels(phantom, shape):
     assert 0.0 <= float(out["image"].min()) and float(out["image"].max()) <= 1.0
     t.set_random_state(7)
     assert torch.equal(t(item)["image"], out["image"])
+    from monai.data import MetaTensor
+
+    meta = {"image": MetaTensor(item["image"], affine=torch.eye(4) * 2), "label": item["label"]}
+    t.set_random_state(7)
+    painted = t(meta)["image"]
+    assert isinstance(painted, MetaTensor) and torch.equal(painted.affine, meta["image"].affine)
+    assert torch.equal(painted.as_tensor(), out["image"])
     with pytest.raises(LungSegError, match="unknown pathology families"):
         P.RandPathologyd(("image",), "label", families=("mixed", "tumour"))
 
