@@ -29,6 +29,7 @@ from .augment import augmentation_text, train_transforms
 from .networks import count_parameters, default_card
 
 HU_RANGE = (-1024, 600)
+CT2D_PIXEL_MM = (2.5, 1.4, 1.4)  # typical (z, y, x) mm of a ct2d model slice: a 360 mm body box in 256 pixels
 
 
 def parse_args(argv=None):
@@ -239,7 +240,8 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
         raise LungSegError(f"need training and validation cases; got {len(train_items)} / {len(val_items)}")
     repeats = args.repeats or (8 if task == "ct3d" else 1)
     tfm = train_transforms(task, roi, args.dense_prob, args.dense_max_fraction, args.lowres_prob,
-                           args.opacity_prob, args.families, args.acquisition_prob, card["input"].get("spacing_mm"))
+                           args.opacity_prob, args.families, args.acquisition_prob,
+                           card["input"].get("spacing_mm", CT2D_PIXEL_MM))
     tfm.set_random_state(seed=args.seed + rank)
     ds = Dataset(train_items * repeats, tfm)
     sampler = None
