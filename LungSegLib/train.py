@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=-1, help="data-loader workers; -1 = auto")
     p.add_argument("--repeats", type=int, default=0, help="passes over the training cases per epoch")
     p.add_argument("--max-cases", type=int, default=0, help="use only the first N cases per split (tests)")
+    p.add_argument("--samples-per-epoch", type=int, default=0,
+                   help="draw this many random training items per epoch (0 = all): shorter epochs on a CPU")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt.pt")
     p.add_argument("--checkpoint", help="resume checkpoint path (default <out>/<name>.ckpt.pt)")
     p.add_argument("--name", help="model name (default <task>_<arch>)")
@@ -249,10 +251,16 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    elif args.samples_per_epoch:
+        from torch.utils.data import RandomSampler
+
+        sampler = RandomSampler(ds, num_samples=min(args.samples_per_epoch, len(ds)))
     workers = args.workers if args.workers >= 0 else (0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2))
     bs = args.batch_size or (2 if task == "ct3d" else 16)
     loader = DataLoader(ds, batch_size=bs, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=len(ds) > bs * world, persistent_workers=workers > 0)
+    if sampler is not None and not hasattr(sampler, "set_epoch"):
+        sampler = None  # only DistributedSampler needs set_epoch below
     dense_val = dense_copies(val_items, args.seed) if task != "cxr" else []
     model = build_network(card).to(device)
     if args.init:
@@ -349,6 +357,7 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
         "epochs_run": state["epoch"], "epochs_planned": args.epochs, "best_epoch": state["best_epoch"],
         "seconds": round(state["seconds"], 1), "machine": f"{world} x {device.type} ({gpu}), {os.cpu_count()} CPU cores",
         "batch_size": args.batch_size or (2 if args.task == "ct3d" else 16), "lr": args.lr, "seed": args.seed,
+        "samples_per_epoch": args.samples_per_epoch or None,
         "loss": "MONAI DiceCELoss (softmax, 3 classes)", "optimizer": "AdamW, cosine schedule",
         "augmentation": augmentation_text(args.task, args.dense_prob, args.dense_max_fraction, args.lowres_prob,
                                           args.opacity_prob, args.families, args.acquisition_prob),

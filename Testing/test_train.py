@@ -213,8 +213,10 @@ def test_train_cxr_tiny_epoch_and_resume(tmp_path):
     assert (out / "cxr_unet_curve.png").is_file()
     load_model(dict(card, weights_path=str(out / "cxr_unet.pt")))
     assert main(args[:-7] + ["--epochs", "2", "--batch-size", "2", "--device", "cpu", "--workers", "0",
-                             "--no-progress", "--resume"]) == 0
-    assert json.loads((out / "cxr_unet.json").read_text())["training"]["epochs_run"] == 2
+                             "--no-progress", "--resume", "--opacity-prob", "1", "--samples-per-epoch", "2"]) == 0
+    training = json.loads((out / "cxr_unet.json").read_text())["training"]
+    assert training["epochs_run"] == 2 and training["samples_per_epoch"] == 2
+    assert "held out of training: lobar" in training["augmentation"]
 
 
 @pytest.mark.parametrize("task", ["ct2d", "ct3d"])
@@ -224,7 +226,10 @@ def test_train_ct_tiny_epoch(tmp_path, task):
     folder = _synthetic_ct(tmp_path / "ct")
     out = tmp_path / "models"
     assert main(["--task", task, "--data", str(folder), "--out", str(out), "--epochs", "1", "--batch-size", "2",
-                 "--repeats", "1", "--device", "cpu", "--workers", "0", "--no-progress"]) == 0
+                 "--repeats", "1", "--device", "cpu", "--workers", "0", "--no-progress",
+                 "--families", "trained", "--acquisition-prob", "0.5", "--dense-prob", "1"]) == 0
+    augmentation = json.loads((out / f"{task}_unet.json").read_text())["training"]["augmentation"]
+    assert "held out of training: perihilar, mixed" in augmentation and "patchy" in augmentation
     cache = lsdata.load_cache(out / f"{task}_cache.npz")
     y = cache["y"][0]
     assert set(np.unique(y)) == {0, 1, 2}
