@@ -14,14 +14,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, slice_positions
 from .errors import LungSegError
 from .limits import check_size, safe_text
+from .sitk_io import from_sitk_any, sitk_read
 
 SERIES_SEP = "::"
 RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX", "XA")
 HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "SOPInstanceUID",
                "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "NumberOfFrames", "SliceThickness",
-               "SamplesPerPixel", "BitsAllocated"]
+               "SamplesPerPixel", "BitsAllocated", "PixelSpacing", "SliceLocation",
+               "PixelPaddingValue"]
 
 
 def split_series(raw) -> tuple:
@@ -122,14 +125,36 @@ def choose_series(folder: Path, wanted: str | None = None) -> tuple:
     return best["uid"], best["files"], warnings
 
 
-def _normal(orientation) -> np.ndarray:
-    o = np.asarray(orientation, float)
-    return np.cross(o[:3], o[3:])
+def _keep_dominant(folder, headers: list, key, what: str, label: str) -> tuple:
+    """Keep the slices sharing the most common ``key`` (at least 75 % of them); refuse a series without one."""
+    groups = Counter(key(h) for _, h in headers)
+    if len(groups) == 1:
+        return headers, []
+    main, count = groups.most_common(1)[0]
+    if count < 0.75 * len(headers):
+        raise LungSegError(f"{folder}: series mixes {len(groups)} {what} with no dominant one "
+                           f"({dict(groups.most_common(3))}); expected one per series")
+    kept = [(f, h) for f, h in headers if key(h) == main]
+    return kept, [f"mixed {label}: {len(headers) - count} slices with another one ignored; kept {count} slices "
+                  f"with {list(main) if isinstance(main, tuple) else main}"]
+
+
+def _orientation(ds):
+    o = getattr(ds, "ImageOrientationPatient", None)
+    try:
+        return tuple(float(v) for v in np.round(np.asarray(o, float), 3)) if o is not None else "no orientation"
+    except (TypeError, ValueError):
+        return "unreadable orientation"
+
+
+def _size(ds):
+    return (int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0))
 
 
 def order_slices(folder: Path, files: list) -> tuple:
-    """Sort the files of one series along the slice normal; drop other orientations (when a dominant one
-    exists) and duplicate instances; warn about gaps. Returns (files, headers of the first file, warnings)."""
+    """Sort the files of one series along the slice normal; drop other sizes and orientations (when a dominant
+    one exists), slices without a position and duplicate instances; warn about gaps. Returns (files, header
+    of the first file, warnings, geometry for :func:`apply_slice_geometry` or None)."""
     headers = [(f, read_header(f)) for f in files]
     first = headers[0][1]
     check_size(folder, (int(getattr(first, "Columns", 0) or 0), int(getattr(first, "Rows", 0) or 0),
@@ -145,30 +170,29 @@ def order_slices(folder: Path, files: list) -> tuple:
     if scouts:
         headers = [(f, h) for f, h in headers if not is_localizer(h)]
         warnings.append(f"{len(scouts)} scout/localiser images ignored")
-    with_geo = [(f, h) for f, h in headers if "ImageOrientationPatient" in h and "ImagePositionPatient" in h]
-    if len(with_geo) < len(headers):
-        return [f for f, _ in headers], headers[0][1], warnings  # no geometry: let ITK decide the order
-    groups = Counter(tuple(np.round(np.asarray(h.ImageOrientationPatient, float), 3)) for _, h in headers)
-    if len(groups) > 1:
-        main, count = groups.most_common(1)[0]
-        if count < 0.75 * len(headers):
-            raise LungSegError(f"{folder}: series mixes {len(groups)} slice orientations with no dominant one "
-                               f"({dict(groups.most_common(3))}); expected one orientation per series")
-        headers = [(f, h) for f, h in headers
-                   if tuple(np.round(np.asarray(h.ImageOrientationPatient, float), 3)) == main]
-        warnings.append(f"mixed orientations: {sum(groups.values()) - count} slices with another orientation "
-                        f"ignored; kept {count} slices with orientation {list(main)}")
-    normal = _normal(headers[0][1].ImageOrientationPatient)
-    pos = [(float(np.dot(normal, np.asarray(h.ImagePositionPatient, float))), f, h) for f, h in headers]
-    pos.sort(key=lambda t: t[0])
+    modality = str(getattr(headers[0][1], "Modality", "")).upper()
+    if len(headers) < 2 or modality in RADIOGRAPH_MODALITIES:
+        return [f for f, _ in headers], headers[0][1], warnings, None
+    headers, more = _keep_dominant(folder, headers, _size, "slice sizes (columns x rows)", "slice sizes")
+    warnings += more
+    headers, more = _keep_dominant(folder, headers, _orientation, "slice orientations", "orientations")
+    warnings += more
+    check_pixel_geometry(folder, headers[0][1])
+    headers, positions, source, more = slice_positions(folder, headers)
+    warnings += more
+    pos = sorted(zip(positions, range(len(headers))), key=lambda t: t[0])
     kept, seen_uid, dups = [], set(), 0
-    for p, f, h in pos:
+    for p, i in pos:
+        f, h = headers[i]
         uid = str(getattr(h, "SOPInstanceUID", f))
         if uid in seen_uid or (kept and abs(p - kept[-1][0]) < 1e-3):
             dups += 1
             continue
         seen_uid.add(uid)
         kept.append((p, f, h))
+    if len(kept) == 1:
+        raise LungSegError(f"{folder}: all {len(headers)} slices share one position ({kept[0][0]:.2f} mm along the "
+                           f"slice normal, from {source}); expected slices at distinct positions")
     if dups:
         warnings.append(f"{dups} duplicate instances (same SOP instance UID or slice position) ignored")
     if len(kept) >= 3:
@@ -182,14 +206,13 @@ def order_slices(folder: Path, files: list) -> tuple:
                             "the volume is read as evenly spaced, so volumes near the gap are approximate")
         elif typical > 0 and (steps.max() - steps.min()) > 0.1 * typical:
             warnings.append(f"uneven slice spacing {steps.min():.2f}..{steps.max():.2f} mm")
-    return [f for _, f, _ in kept], kept[0][2], warnings
+    geometry = ([(f, h) for _, f, h in kept], [p for p, _, _ in kept], source)
+    return [f for _, f, _ in kept], kept[0][2], warnings, geometry
 
 
 def read_dicom_folder(folder: Path, wanted: str | None = None):
-    from .io import from_sitk_any, sitk_read
-
     uid, files, warnings = choose_series(folder, wanted)
-    files, first, more = order_slices(folder, files)
+    files, first, more, geometry = order_slices(folder, files)
     warnings += more
     rows, cols = int(getattr(first, "Rows", 0) or 0), int(getattr(first, "Columns", 0) or 0)
     frames = int(getattr(first, "NumberOfFrames", 1) or 1)
@@ -197,6 +220,12 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     img = sitk_read(reader.Execute, folder)
+    if geometry is not None and frames == 1:
+        try:
+            img, more = apply_slice_geometry(img, first, *geometry)
+        except LungSegError as e:
+            raise LungSegError(f"{folder}: {e}") from None
+        warnings += more
     modality = str(getattr(first, "Modality", "")).upper()
     image = from_sitk_any(img, folder, single_slice_ct=modality != "" and modality not in RADIOGRAPH_MODALITIES)
     _dicom_meta(image, first)
@@ -206,8 +235,6 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
 
 
 def read_dicom_file(path: Path):
-    from .io import from_sitk_any, sitk_read
-
     ds = read_header(path)
     modality = str(getattr(ds, "Modality", "")).upper()
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)

@@ -78,6 +78,10 @@ def check_volume_header(path: Path) -> dict:
         raise LungSegError(f"{path}: volume has {comps} components per voxel ({h['pixel']}, e.g. RGB or "
                            "vector data); expected a single-component (grey) CT volume")
     check_size(path, size, comps)
+    spacing = h["spacing"]
+    if not all(s > 0 and s < float("inf") for s in spacing):  # also false for NaN
+        raise LungSegError(f"{path}: header gives voxel spacing {tuple(spacing)}; expected positive sizes in mm "
+                           "(a zero or undefined voxel size makes every volume meaningless)")
     if str(path).lower().endswith((".nii", ".nii.gz")) and {"vox_offset", "bitpix"} <= set(h["meta"]):
         check_nifti_complete(path, h)
     return h

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import LungSegError
+from .geometry import is_orthogonal, shear_degrees
 from .image import CT, CXR, Image
 from .limits import MAX_VOXELS
 
@@ -34,6 +35,10 @@ def check_image(image: Image, engine: str, params) -> list:
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise LungSegError(f"{src}: voxel spacing {tuple(image.spacing)} is not positive and finite; expected "
                            "spacing in mm > 0")
+    if image.ndim == 3 and not is_orthogonal(image.direction):
+        raise LungSegError(f"{src}: voxel axes are sheared by {shear_degrees(image.direction):.1f} degrees (non-"
+                           "orthogonal direction matrix), so voxel volumes are not spacing products; expected an "
+                           "orthogonal grid (LungSeg's file readers resample sheared files; resample it first)")
     if np.issubdtype(arr.dtype, np.floating):
         bad = ~np.isfinite(arr)
         if bad.all():
