@@ -24,7 +24,7 @@ RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX", "XA")
 HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "SOPInstanceUID",
                "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "NumberOfFrames", "SliceThickness",
                "SamplesPerPixel", "BitsAllocated", "PixelSpacing", "SliceLocation",
-               "PixelPaddingValue"]
+               "PixelPaddingValue", "RescaleSlope", "RescaleIntercept"]
 
 
 def split_series(raw) -> tuple:
@@ -258,3 +258,6 @@ def _dicom_meta(image, ds) -> None:
     image.meta["series_description"] = safe_text(getattr(ds, "SeriesDescription", ""))
     if is_localizer(ds):
         image.meta["scout"] = True
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        image.meta["scaling"] = (f"DICOM RescaleSlope {safe_text(getattr(ds, 'RescaleSlope', 1), 20)}, "
+                                 f"RescaleIntercept {safe_text(getattr(ds, 'RescaleIntercept', 0), 20)}")

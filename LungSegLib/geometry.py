@@ -98,7 +98,17 @@ def nifti_header(path) -> dict | None:
     pixdim = struct.unpack(endian + "8f", raw[76:108])
     qform, sform = struct.unpack(endian + "2h", raw[252:256])
     srow = np.asarray(struct.unpack(endian + "12f", raw[280:328]), float).reshape(3, 4)
-    return {"ndim": int(dim[0]), "pixdim": pixdim[1:4], "qform_code": qform, "sform_code": sform, "srow": srow}
+    slope, inter = struct.unpack(endian + "2f", raw[112:120])
+    return {"ndim": int(dim[0]), "pixdim": pixdim[1:4], "qform_code": qform, "sform_code": sform, "srow": srow,
+            "scl_slope": slope, "scl_inter": inter}
+
+
+def nifti_scaling(path) -> str | None:
+    """'NIfTI scl_slope 2, scl_inter 0' when the header rescales the stored values (for error messages)."""
+    h = nifti_header(path)
+    if h is None or h["scl_slope"] in (0.0, 1.0) or not np.isfinite(h["scl_slope"]):
+        return None
+    return f"NIfTI scl_slope {h['scl_slope']:g}, scl_inter {h['scl_inter']:g}"
 
 
 def check_nifti_geometry(path, img: sitk.Image) -> sitk.Image:

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from .dicom import SERIES_SEP, dicom_series, is_dicom_file, read_dicom_file, read_dicom_folder, split_series
 from .errors import LungSegError
 from .image import CT, CXR, Image
-from .geometry import check_nifti_geometry, orthogonalize
+from .geometry import check_nifti_geometry, nifti_scaling, orthogonalize
 from .limits import check_volume_header, safe_text
 from .sitk_io import from_sitk_any, sitk_read
 
@@ -145,6 +145,8 @@ def _read_sitk(path: Path) -> Image:
     img, warnings = orthogonalize(img, path)
     image = from_sitk_any(img, path)
     image.meta.setdefault("warnings", []).extend(warnings)
+    if str(path).lower().endswith((".nii", ".nii.gz")) and (scaling := nifti_scaling(path)):
+        image.meta["scaling"] = scaling
     return image
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .hu_check import lung_hu_flags
 from .measure import hu_calibration
 
 LARGE_FRACTION = 0.1      # a component is "large" when at least 10% of the largest one
@@ -53,11 +54,13 @@ def qc_ct(labels_c: np.ndarray, canonical, m: dict, raw_components: int | None =
             flags.append("mask_touches_border_possibly_truncated")
         if both_l < MIN_CHEST_LUNG_L:
             flags.append("suspected_non_chest_input")
+    hu_flags, hu_details = lung_hu_flags(canonical.array, labels_c > 0)
+    flags += hu_flags
     # post-processing only removes components, so the engine's raw count is the one that matters
     n_large = raw_components if raw_components is not None else count_large_components(labels_c > 0)
     if n_large > 2:
         flags.append("more_than_two_large_components")
-    return {"flags": flags, "hu_calibration": cal, "large_components": n_large,
+    return {"flags": flags, "hu_calibration": cal, "hu_plausibility": hu_details, "large_components": n_large,
             "right_left_volume_ratio": (s["right"]["volume_ml"] / s["left"]["volume_ml"]
                                         if s["left"]["volume_ml"] else None)}
 

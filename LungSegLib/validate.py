@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import LungSegError
 from .geometry import is_orthogonal, shear_degrees
+from .hu_check import check_hu_scale, replace_padding_below_scale
 from .image import CT, CXR, Image
 from .limits import MAX_VOXELS
 
@@ -86,6 +87,9 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
     if dicom_modality not in ("", "CT") and not params.allow_non_hu:
         raise LungSegError(f"{src}: DICOM modality {dicom_modality}; engine {engine} needs CT in Hounsfield units "
                            "(pass --allow-non-hu to run anyway)")
+    if not params.allow_non_hu:
+        replace_padding_below_scale(image, PLAUSIBLE_HU[0], warnings)
+        arr, lo = image.array, float(image.array.min())
     if (lo < PLAUSIBLE_HU[0] or hi > PLAUSIBLE_HU[1]) and not params.allow_non_hu:
         raise LungSegError(f"{src}: intensities {lo:.6g}..{hi:.6g} exceed any Hounsfield range "
                            f"({PLAUSIBLE_HU[0]:.0f}..{PLAUSIBLE_HU[1]:.0f}): "
@@ -94,6 +98,8 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
         raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
                            f"({describe_range(arr)}); expected air near -1000 HU and soft tissue near 0-60 HU; "
                            "pass --allow-non-hu to run anyway")
+    if not params.allow_non_hu:
+        check_hu_scale(image, src, warnings)
     if engine == "ct2d":
         _check_ct2d_spacing(image, params, warnings)
     sz = float(image.spacing[2])
