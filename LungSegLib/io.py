@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -61,9 +62,10 @@ def sanitize_name(name: str, max_len: int = 100) -> str:
 
 
 # ----------------------------------------------------------------------------------------- discovery
-def list_cases(inputs) -> list:
+def list_cases(inputs, unique: bool = True) -> list:
     """Expand CLI inputs into ``(case_name, path)`` pairs: files, DICOM series folders (``FOLDER::UID`` picks
-    one series), folders of cases."""
+    one series), folders of cases. ``unique=False`` leaves equal names for the caller to settle (the batch
+    settles them against what OUTDIR already holds)."""
     cases = []
     for raw in inputs:
         path, uid = split_series(raw)
@@ -93,7 +95,7 @@ def list_cases(inputs) -> list:
                 raise LungSegError(f"{path}: folder {what} (expected {', '.join(VOLUME_SUFFIXES + PICTURE_SUFFIXES)} "
                                    "files, DICOM files or DICOM series folders)")
             cases.extend(found)
-    return unique_names(cases)
+    return unique_names(cases) if unique else cases
 
 
 def unique_names(cases) -> list:
@@ -157,8 +159,16 @@ def _read_picture(path: Path) -> Image:
 
 
 # ----------------------------------------------------------------------------------------- writing
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def current_umask() -> int:
+    """The process umask (read and restored: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = current_umask()
+RUN_TOKEN = secrets.token_hex(6)  # names this process's temporary files: .lungseg-<token>.*
+TEMP_PREFIX = ".lungseg-"
 
 
 @contextlib.contextmanager
@@ -167,11 +177,11 @@ def atomic_path(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     s = suffix_of(path) or path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{s}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{RUN_TOKEN}.{path.name}.", suffix=f".part{s}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the user's normal permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the user's normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

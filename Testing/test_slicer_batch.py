@@ -44,7 +44,9 @@ def test_batch_on_cip_sample_with_a_bad_case(tmp_path):
     assert [e["case"] for e in errors] == ["broken"] and "cannot be read" in errors[0]["error"]
     assert not (out / "broken").exists()
     case = out / "ct-64"
-    assert sorted(p.name for p in case.iterdir()) == ["lungs.seg.nrrd", "measurements.csv", "measurements.schema.csv"]
+    # the same case folder layout as lungseg segment, plus Slicer's table files
+    assert sorted(p.name for p in case.iterdir()) == ["lungs.nii.gz", "lungs.seg.nrrd", "measurements.csv",
+                                                      "measurements.json", "measurements.schema.csv", "overlay.png"]
 
     reference = run_case(CIP_CT, Parameters(engine="hu"))
     seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
@@ -88,3 +90,34 @@ def test_batch_radiograph_becomes_a_single_slice_segmentation(tmp_path, random_w
         rows = list(csv.DictReader(f))
     assert [r["structure"] for r in rows] == ["right", "left", "both"] and "pixel_count" in rows[0]
     assert "area_cm2" in rows[0] and "volume_ml" not in rows[0]
+
+
+def test_batch_script_and_cli_share_one_outdir_contract(tmp_path):
+    """Issue 12: same lock, same case folder, no mixing: the script neither replaces a CLI case without
+    --overwrite nor writes while a CLI batch holds OUTDIR; with --overwrite the folder is replaced whole."""
+    import fcntl
+    import json
+
+    from badinputs import write_phantom
+    from LungSegLib.cli import main as cli
+
+    case = write_phantom(tmp_path / "a.nrrd")
+    out = tmp_path / "out"
+    assert cli(["segment", str(case), "-o", str(out), "--engine", "hu", "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "a").iterdir()}
+    proc = run_script("--input", case, "--output", out, "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1 and "pass --overwrite" in proc.stderr
+    assert {p.name: p.read_bytes() for p in (out / "a").iterdir()} == before
+    with open(out / ".lungseg.lock", "a") as f:  # a CLI batch is writing
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        proc = run_script("--input", case, "--output", out, "--engine", "hu", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 2 and "another lungseg batch" in proc.stderr
+    proc = run_script("--input", case, "--output", out, "--engine", "hu", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (out / "a").iterdir())
+    assert names == ["lungs.nii.gz", "lungs.seg.nrrd", "measurements.csv", "measurements.json",
+                     "measurements.schema.csv", "overlay.png"]
+    assert json.loads((out / "a" / "measurements.json").read_text())["input"] == str(case)
+    with open(out / "measurements.csv", newline="") as f:
+        assert {r["case"] for r in csv.DictReader(f)} == {"a"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
