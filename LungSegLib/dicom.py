@@ -7,6 +7,7 @@ and says so in a warning; the user can pick a series with ``FOLDER::SeriesInstan
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,7 @@ import SimpleITK as sitk
 
 from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, slice_positions
 from .errors import LungSegError
-from .limits import check_size, safe_text
+from .limits import check_size, safe_text, special_file_kind
 from .sitk_io import from_sitk_any, sitk_read
 
 SERIES_SEP = "::"
@@ -37,6 +38,8 @@ def split_series(raw) -> tuple:
 
 
 def is_dicom_file(path: Path) -> bool:
+    if special_file_kind(path):  # a FIFO would block the open below
+        return False
     try:
         with open(path, "rb") as f:
             f.seek(128)
@@ -55,6 +58,27 @@ def dicom_series(folder: Path) -> dict:
     except RuntimeError:
         return {}
     return out
+
+
+def dicomdir_of(folder: Path) -> Path | None:
+    """The DICOMDIR file of a DICOM CD/DVD layout (DICOMDIR beside PT*/ST*/SE* or DICOM/ subfolders)."""
+    try:
+        return next((p for p in Path(folder).iterdir() if p.name.upper() == "DICOMDIR" and p.is_file()), None)
+    except OSError:
+        return None
+
+
+def dicomdir_series_folders(folder: Path, max_depth: int = 8) -> list:
+    """Every folder under a DICOM CD layout that holds a DICOM series (a walk that follows no links; the
+    DICOMDIR's own records are not needed: each leaf folder is read like a series folder)."""
+    found, root_depth = [], len(Path(folder).parts)
+    for here, dirs, _ in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if len(Path(here).parts) - root_depth >= max_depth:
+            dirs[:] = []
+        if Path(here) != Path(folder) and dicom_series(Path(here)):
+            found.append(Path(here))
+    return found
 
 
 def read_header(path):
@@ -100,6 +124,13 @@ def _series_summary(uid: str, files: list) -> dict:
 def choose_series(folder: Path, wanted: str | None = None) -> tuple:
     """(uid, files, warnings): the series the user asked for, or the non-scout CT series with most files."""
     series = dicom_series(folder)
+    if not series and dicomdir_of(folder):
+        folders = dicomdir_series_folders(folder)
+        if len(folders) == 1:
+            return choose_series(folders[0], wanted)
+        names = ", ".join(safe_text(f.relative_to(folder), 80) for f in folders[:5]) or "none"
+        raise LungSegError(f"{folder}: DICOM CD layout (DICOMDIR) with {len(folders)} series folders ({names}); "
+                           "give one series folder, or the whole folder to 'lungseg segment' (one case per series)")
     if not series:
         raise LungSegError(f"{folder}: folder holds no DICOM series; expected DICOM files of one CT series")
     in_series = {Path(f).name for files in series.values() for f in files}

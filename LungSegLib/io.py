@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .dicom import SERIES_SEP, dicom_series, is_dicom_file, read_dicom_file, read_dicom_folder, split_series
+from .dicom import (SERIES_SEP, dicom_series, dicomdir_of, dicomdir_series_folders, is_dicom_file, read_dicom_file,
+                    read_dicom_folder, split_series)
 from .errors import LungSegError
 from .image import CT, CXR, Image
 from .geometry import check_nifti_geometry, nifti_scaling, orthogonalize
-from .limits import check_volume_header, safe_text
+from .limits import check_volume_header, require_regular, safe_text, special_file_kind
 from .sitk_io import from_sitk_any, sitk_read
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -71,12 +72,17 @@ def list_cases(inputs, unique: bool = True) -> list:
         path, uid = split_series(raw)
         if not path.exists():
             raise LungSegError(f"{safe_text(path, 300)}: no such file or folder")
+        require_regular(path)
         if uid is not None:
             if not path.is_dir():
                 raise LungSegError(f"{path}: '{SERIES_SEP}UID' needs a DICOM folder; got a file")
             cases.append((sanitize_name(f"{path.name}_{uid[-12:]}"), str(raw)))
+        elif path.is_file() and path.name.upper() == "DICOMDIR":  # the DICOMDIR file: its CD layout
+            cases.extend(_dicomdir_cases(path.parent))
         elif path.is_file():
             cases.append((case_name(path), path))
+        elif dicomdir_of(path) and not dicom_series(path):
+            cases.extend(_dicomdir_cases(path))
         elif dicom_series(path):
             cases.append((sanitize_name(path.name), path))
         else:
@@ -85,9 +91,13 @@ def list_cases(inputs, unique: bool = True) -> list:
             for child in children:
                 if child.name.startswith(".") or child.name in SKIP_NAMES:
                     continue
-                if child.is_dir():
+                if special_file_kind(child):  # reported as a failed case, never opened
+                    found.append((case_name(child), child))
+                elif child.is_dir():
                     if dicom_series(child):
                         found.append((sanitize_name(child.name), child))
+                    elif dicomdir_of(child):
+                        found.extend(_dicomdir_cases(child))
                 elif suffix_of(child) in VOLUME_SUFFIXES + PICTURE_SUFFIXES or is_dicom_file(child):
                     found.append((case_name(child), child))
             if not found:
@@ -96,6 +106,15 @@ def list_cases(inputs, unique: bool = True) -> list:
                                    "files, DICOM files or DICOM series folders)")
             cases.extend(found)
     return unique_names(cases) if unique else cases
+
+
+def _dicomdir_cases(folder: Path) -> list:
+    """One case per series folder of a DICOM CD layout, named after the CD folder and the series' path."""
+    folders = dicomdir_series_folders(folder)
+    if not folders:
+        raise LungSegError(f"{folder}: DICOM CD layout (DICOMDIR) without any readable DICOM series in its "
+                           "subfolders; expected image files under it")
+    return [(sanitize_name(f"{folder.name}_{'_'.join(f.relative_to(folder).parts)}"), f) for f in folders]
 
 
 def unique_names(cases) -> list:
@@ -120,6 +139,9 @@ def read_image(path, modality: str = "auto") -> Image:
     path, uid = split_series(path)
     if not path.exists():
         raise LungSegError(f"{safe_text(path, 300)}: no such file or folder")
+    require_regular(path)
+    if path.is_file() and path.name.upper() == "DICOMDIR":
+        path = path.parent
     if path.is_dir():
         image = read_dicom_folder(path, uid)
     else:

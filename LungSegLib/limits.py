@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -21,6 +22,30 @@ def safe_text(value, max_len: int = 120) -> str:
     """A string from a file, safe to print: no control characters, bounded length."""
     text = _CONTROL.sub("?", str(value if value is not None else ""))
     return text if len(text) <= max_len else text[: max_len - 3] + "..."
+
+
+def special_file_kind(path) -> str | None:
+    """'named pipe (FIFO)', 'character device', ... for what is neither a regular file nor a folder (opening
+    one can block forever or read endless bytes); None otherwise or when it cannot be examined."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def require_regular(path) -> None:
+    """Refuse a special file before anything opens it."""
+    kind = special_file_kind(path)
+    if kind:
+        raise LungSegError(f"{safe_text(path, 300)}: is a {kind}, not a regular file; expected an image file or a "
+                           "folder (LungSeg never opens special files: reading one can block forever)")
 
 
 def available_memory_bytes() -> int | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import LungSegError
 from .image import CT, CXR
+from .limits import require_regular
 from .io import PICTURE_SUFFIXES, VOLUME_SUFFIXES, atomic_path, case_name, dicom_series, read_image, suffix_of
 from .mrml import (image_to_volume_node, labels_to_segmentation_node, measurements_to_table_node,
                    volume_node_to_image, _slicer)
@@ -27,6 +28,7 @@ def load_volume(path, scene, name: str = "", modality: str = "auto"):
     path = Path(path)
     if not path.exists():
         raise LungSegError(f"{path}: no such file or folder")
+    require_regular(path)
     name = name or case_name(path)
     first_file = None
     if path.is_dir():

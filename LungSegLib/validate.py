@@ -15,6 +15,7 @@ from .limits import MAX_VOXELS
 CT_ENGINES = ("hu", "ct2d", "ct3d")
 MIN_SLICES = 8
 THIN_MM, THICK_MM = 0.5, 5.0
+MAX_ASPECT = 6  # longer side / shorter side beyond which an image is not a chest (radiograph or axial CT)
 PLAUSIBLE_HU = (-3100.0, 32000.0)  # beyond this no CT scanner writes HU: integer overflow or garbage
 
 
@@ -67,6 +68,10 @@ def check_image(image: Image, engine: str, params) -> list:
             raise LungSegError(f"{src}: radiograph of {arr.shape[1]}x{arr.shape[0]} pixels is too small; "
                                "expected at least 32x32")
         h, w = arr.shape
+        if max(h, w) > MAX_ASPECT * min(h, w):
+            raise LungSegError(f"{src}: radiograph of {w}x{h} pixels has an aspect ratio of {max(h, w) / min(h, w):.0f}:1; "
+                               f"a chest radiograph is roughly square (expected at most {MAX_ASPECT}:1; a strip, a "
+                               "banner or a stitched image cannot be segmented)")
         if max(h, w) > 3 * min(h, w):
             warnings.append(f"radiograph aspect ratio {w}x{h} is unusual for a chest radiograph")
     return warnings
@@ -83,6 +88,12 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
     if min(arr.shape) < MIN_SLICES:
         raise LungSegError(f"{src}: volume of shape {arr.shape} has fewer than {MIN_SLICES} voxels along an axis; "
                            "expected a chest CT volume (a few slices or a scout cannot be measured)")
+    fov = [n * s for n, s in zip(arr.shape[::-1], image.spacing)]  # mm along i, j, k
+    axial = sorted(fov[a] for a in _axial_axes(image))
+    if axial[0] > 0 and axial[1] > MAX_ASPECT * axial[0]:
+        raise LungSegError(f"{src}: axial field of view {axial[1]:.0f} x {axial[0]:.0f} mm has an aspect ratio of "
+                           f"{axial[1] / axial[0]:.0f}:1; a chest CT slice is roughly round (expected at most "
+                           f"{MAX_ASPECT}:1)")
     dicom_modality = image.meta.get("dicom_modality", "")
     if dicom_modality not in ("", "CT") and not params.allow_non_hu:
         raise LungSegError(f"{src}: DICOM modality {dicom_modality}; engine {engine} needs CT in Hounsfield units "
@@ -109,6 +120,13 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
         warnings.append(f"thick slices ({sz:.1f} mm): partial-volume effects, volumes are approximate")
     if min(arr.shape) < 48:
         warnings.append(f"small volume {arr.shape}: results are coarse")
+
+
+def _axial_axes(image) -> list:
+    """The two image axes closest to the patient's left-right and front-back directions."""
+    d = np.abs(np.asarray(image.direction, float).reshape(3, 3))
+    axes = [a for a in range(3) if int(np.argmax(d[:, a])) != 2]
+    return axes if len(axes) == 2 else [0, 1]
 
 
 def _check_ct2d_spacing(image, params, warnings) -> None:

@@ -24,6 +24,7 @@ if (REPO_ROOT / "LungSegLib" / "__init__.py").is_file():  # repo checkout; insid
 
 from LungSegLib.errors import LungSegError, os_error_message  # noqa: E402
 from LungSegLib.batch import run_batch  # noqa: E402
+from LungSegLib.interrupt import INTERRUPTED, terminate_as_interrupt  # noqa: E402
 from LungSegLib.report import write_case  # noqa: E402
 from LungSegLib.mrml import get_scene, in_slicer_app  # noqa: E402
 from LungSegLib.mrml_io import load_volume, save_segmentation, save_table, segment_volume_node  # noqa: E402
@@ -78,8 +79,12 @@ def main(argv=None) -> int:
     params = Parameters(**{f.name: getattr(args, f.name) for f in fields(Parameters)})
     try:
         params.validate()
-        summary = run_batch(args.input, Path(args.output), params, overwrite=args.overwrite, resume=args.resume,
-                            show_progress=False, case_writer=slicer_case(get_scene(None)))
+        with terminate_as_interrupt():
+            summary = run_batch(args.input, Path(args.output), params, overwrite=args.overwrite,
+                                resume=args.resume, show_progress=False, case_writer=slicer_case(get_scene(None)))
+    except KeyboardInterrupt:
+        print(f"lungseg_batch: {INTERRUPTED}", file=sys.stderr)
+        return 1
     except LungSegError as e:
         print(f"lungseg_batch: {e}", file=sys.stderr)
         return 2
