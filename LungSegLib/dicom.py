@@ -50,6 +50,12 @@ def is_dicom_file(path: Path) -> bool:
 
 def dicom_series(folder: Path) -> dict:
     """Series UID -> file names of the DICOM series directly inside ``folder``."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return {}
+    if any(special_file_kind(p) for p in entries):  # GDCM's scan silently loses files beside a FIFO
+        return _series_by_header([p for p in sorted(entries) if not special_file_kind(p) and p.is_file()])
     reader = sitk.ImageSeriesReader()
     out = {}
     try:
@@ -57,6 +63,21 @@ def dicom_series(folder: Path) -> dict:
             out[uid] = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
     except RuntimeError:
         return {}
+    return out
+
+
+def _series_by_header(files: list) -> dict:
+    """Series UID -> files, grouped from the headers of files with the DICOM preamble (pydicom)."""
+    out = {}
+    for f in files:
+        if not is_dicom_file(f):
+            continue
+        try:
+            ds = read_header(f)
+        except LungSegError:
+            continue
+        if "PixelData" in ds or "Rows" in ds:
+            out.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(str(f))
     return out
 
 

@@ -150,3 +150,11 @@ def test_extreme_aspect_images_are_refused_naming_the_shape(tmp_path):
            "2000x40 pixels", "aspect ratio of 50:1")
     image, _, _ = phantom(shape=(24, 10, 200), spacing=(2.0, 2.0, 6.0))
     raises(lambda: segment_image(image, HU), "axial field of view 400 x 20 mm", "aspect ratio of 20:1")
+
+
+def test_special_files_inside_a_dicom_series_folder_lose_no_slice(tmp_path):
+    folder = copy_dicom(shared_path(*DICOM), tmp_path / "series")
+    os.mkfifo(folder / "IMG9999")
+    os.mkfifo(folder / "pipe.dcm")  # GDCM's own scan drops slices beside these
+    image = read_image(folder)
+    assert np.array_equal(image.array, read_image(shared_path(*DICOM)).array)

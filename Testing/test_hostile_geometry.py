@@ -173,3 +173,12 @@ def test_sheared_in_memory_image_is_refused_by_the_shared_validation():
     d[:, 2] = [0.0, np.sin(np.radians(20)), np.cos(np.radians(20))]
     image.direction = tuple(d.ravel())
     raises(lambda: segment_image(image, HU), "sheared by 20.0 degrees", "orthogonal")
+
+
+def test_zero_pixel_spacing_of_a_dicom_radiograph_is_refused(tmp_path):
+    from badinputs import dx_dicom
+    from LungSegLib.params import Parameters
+
+    p = dx_dicom(tmp_path / "zero.dcm", np.full((64, 64), 100, np.uint16) + np.eye(64, dtype=np.uint16),
+                 spacing=(0.0, 0.0))
+    raises(lambda: run_case(p, Parameters(engine="cxr")), "spacing (0.0, 0.0)", "positive")
