@@ -18,7 +18,7 @@ PADDING_HU = -3024.0
 BELOW_AIR_HU = -1150.0        # air is -1000; noise and beam hardening stay well above this
 MAX_BELOW_AIR_FRACTION = 0.03  # share of (non-padding) voxels allowed below BELOW_AIR_HU
 AIR_BAND = (-1100.0, -900.0)
-TISSUE_PEAK_RANGE = (-150.0, 150.0)
+TISSUE_PEAK_RANGE = (-170.0, 130.0)  # fat peaks near -110, muscle and blood near 40
 
 
 def _sample(arr: np.ndarray) -> np.ndarray:
@@ -92,7 +92,8 @@ def check_hu_scale(image, src: str, warnings: list) -> None:
 
 def lung_hu_flags(hu: np.ndarray, lungs: np.ndarray) -> tuple:
     """QC on the values the measurements use: (flags, details). Lung mean HU outside -1000..-200, more than
-    5 % of lung voxels below -1100 HU, or a soft-tissue peak away from 0 HU."""
+    5 % of lung voxels below -1100 HU, or a soft-tissue peak (fat or muscle, whichever dominates) outside
+    -170..130 HU."""
     flags, details = [], {}
     values = hu[lungs].astype(np.float32)
     if values.size:

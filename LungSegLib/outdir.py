@@ -83,7 +83,7 @@ class OutputFolder:
         os.pwrite(fd, self.token.encode(), 0)
         os.fsync(fd)
         if previous and previous != self.token:
-            self.removed = self._remove_temporaries(previous)
+            self._remove_temporaries(previous)
         self.rows = self._finished_rows()
         return self
 
@@ -123,7 +123,8 @@ class OutputFolder:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(fd)
-            raise LungSegError(f"{lock}: is not a plain file of its own ({'hard link' if stat.S_ISREG(st.st_mode) else 'special file'}); "
+            what = "hard link" if stat.S_ISREG(st.st_mode) else "special file"
+            raise LungSegError(f"{lock}: is not a plain file of its own ({what}); "
                                "LungSeg writes only its own lock file: remove it")
         return fd
 

@@ -62,7 +62,8 @@ def qc_ct(labels_c: np.ndarray, canonical, m: dict, raw_components: int | None =
     n_large = raw_components if raw_components is not None else count_large_components(labels_c > 0)
     if n_large > 2:
         flags.append("more_than_two_large_components")
-    return {"flags": flags, "hu_calibration": cal, "hu_plausibility": hu_details, "orientation": side_details, "large_components": n_large,
+    return {"flags": flags, "hu_calibration": cal, "hu_plausibility": hu_details, "orientation": side_details,
+            "large_components": n_large,
             "right_left_volume_ratio": (s["right"]["volume_ml"] / s["left"]["volume_ml"]
                                         if s["left"]["volume_ml"] else None)}
 

@@ -69,7 +69,8 @@ def check_image(image: Image, engine: str, params) -> list:
                                "expected at least 32x32")
         h, w = arr.shape
         if max(h, w) > MAX_ASPECT * min(h, w):
-            raise LungSegError(f"{src}: radiograph of {w}x{h} pixels has an aspect ratio of {max(h, w) / min(h, w):.0f}:1; "
+            raise LungSegError(f"{src}: radiograph of {w}x{h} pixels has an aspect ratio of "
+                               f"{max(h, w) / min(h, w):.0f}:1; "
                                f"a chest radiograph is roughly square (expected at most {MAX_ASPECT}:1; a strip, a "
                                "banner or a stitched image cannot be segmented)")
         if max(h, w) > 3 * min(h, w):
