@@ -33,9 +33,10 @@ def _run_batch(inputs, out: OutputFolder, params, overwrite, resume, show_progre
     for raw in inputs:  # a bad input path is one failed case, not the end of the batch
         try:
             cases.extend(list_cases([raw], unique=False))
-        except LungSegError as e:
-            errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": str(e)})
-            print(f"lungseg: input {raw} failed: {e}", file=sys.stderr)
+        except (LungSegError, OSError) as e:  # OSError: e.g. a folder that cannot be listed
+            msg = str(e) if isinstance(e, LungSegError) else f"cannot read ({os_error_message(e)})"
+            errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": msg})
+            print(f"lungseg: input {raw} failed: {msg}", file=sys.stderr)
     cases = out.assign(cases)  # unique in this run and stable across runs
     previous, tried = out.previous_errors(), {c for c, _ in cases} | {e["case"] for e in errors}
     ok, skipped = 0, 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, slice_positions
+from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, check_pixel_spacing, slice_positions
 from .errors import LungSegError
 from .limits import check_size, safe_text, special_file_kind
 from .sitk_io import from_sitk_any, sitk_read
@@ -298,6 +298,8 @@ def read_dicom_file(path: Path):
 
         image = read_dicom_radiograph(path)
     else:  # CT (or MR, PT...): a volume, even when it is one slice, so CT engines can say what is wrong
+        if "PixelSpacing" in ds:
+            check_pixel_spacing(path, ds)  # ITK would read a zero pixel size as 1 mm
         img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
         image = from_sitk_any(img, path, single_slice_ct=True)
     _dicom_meta(image, ds)

@@ -31,8 +31,7 @@ def _floats(value) -> list | None:
     return out if all(math.isfinite(v) for v in out) else None
 
 
-def check_pixel_geometry(folder, first) -> None:
-    """PixelSpacing and ImageOrientationPatient of a CT slice must exist and make sense."""
+def check_pixel_spacing(folder, first) -> None:
     spacing = _floats(getattr(first, "PixelSpacing", None))
     if spacing is None or len(spacing) != 2:
         raise LungSegError(f"{folder}: DICOM {PIXEL_SPACING} is missing or unreadable; the pixel size cannot be "
@@ -40,6 +39,11 @@ def check_pixel_geometry(folder, first) -> None:
     if min(spacing) <= 0:
         raise LungSegError(f"{folder}: DICOM {PIXEL_SPACING} is {spacing}; expected two positive values in mm "
                            "(a zero pixel size makes every volume meaningless)")
+
+
+def check_pixel_geometry(folder, first) -> None:
+    """PixelSpacing and ImageOrientationPatient of a CT slice must exist and make sense."""
+    check_pixel_spacing(folder, first)
     orientation = _floats(getattr(first, "ImageOrientationPatient", None))
     if orientation is None or len(orientation) != 6:
         raise LungSegError(f"{folder}: DICOM {IOP} is missing or unreadable; the slice orientation cannot be "

@@ -40,6 +40,10 @@ class Parameters:
         if not 0 <= int(self.threads) <= MAX_THREADS:
             raise LungSegError(f"threads must be between 0 and {MAX_THREADS} (0 = torch's default; this machine has "
                                f"{os.cpu_count()} CPU cores); got {self.threads}")
+        if self.weights:
+            from .limits import require_regular
+
+            require_regular(self.weights)  # a FIFO given as weights would block torch.load forever
         if not 1 <= int(self.batch_size) <= MAX_BATCH:
             raise LungSegError(f"batch_size must be between 1 and {MAX_BATCH}; got {self.batch_size}")
         return self

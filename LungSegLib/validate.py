@@ -106,12 +106,13 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
         raise LungSegError(f"{src}: intensities {lo:.6g}..{hi:.6g} exceed any Hounsfield range "
                            f"({PLAUSIBLE_HU[0]:.0f}..{PLAUSIBLE_HU[1]:.0f}): "
                            f"{_overflow_cause(arr)}; pass --allow-non-hu to run anyway")
-    if not params.allow_non_hu and not looks_like_hu(arr):
-        raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
-                           f"({describe_range(arr)}); expected air near -1000 HU and soft tissue near 0-60 HU; "
-                           "pass --allow-non-hu to run anyway")
     if not params.allow_non_hu:
-        check_hu_scale(image, src, warnings)
+        check_hu_scale(image, src, warnings)  # first: it names the scaling tag when a rescale is wrong
+    if not params.allow_non_hu and not looks_like_hu(arr):
+        scaling = f"; {image.meta['scaling']}" if image.meta.get("scaling") else ""
+        raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
+                           f"({describe_range(arr)}{scaling}); expected air near -1000 HU and soft tissue near "
+                           "0-60 HU; pass --allow-non-hu to run anyway")
     if engine == "ct2d":
         _check_ct2d_spacing(image, params, warnings)
     sz = float(image.spacing[2])

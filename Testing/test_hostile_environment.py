@@ -58,6 +58,9 @@ def test_fifos_devices_and_sockets_are_reported_never_opened(tmp_path):
     assert "socket" in errors["sock"] and "character device" in errors["null"]
     assert (out / "good" / "measurements.json").exists()
     raises(lambda: read_image(tmp_path / "lone.nrrd"), "named pipe (FIFO)", "never opens special files")
+    from LungSegLib.params import Parameters
+
+    raises(lambda: Parameters(weights=str(tmp_path / "lone.nrrd")).validate(), "named pipe (FIFO)")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -80,6 +80,7 @@ def test_gantry_tilt_is_resampled_to_an_orthogonal_grid(tmp_path, reference_ml, 
 
 @pytest.mark.parametrize("edit,words", [
     (lambda ds, i: setattr(ds, "PixelSpacing", [0, 0]), ("PixelSpacing (0028,0030) is [0.0, 0.0]",)),
+    (lambda ds, i: setattr(ds, "PixelSpacing", [-0.7, -0.7]), ("PixelSpacing (0028,0030) is [-0.7, -0.7]",)),
     (lambda ds, i: _drop(ds, "PixelSpacing"), ("PixelSpacing (0028,0030) is missing",)),
     (lambda ds, i: setattr(ds, "ImageOrientationPatient", [0] * 6), ("ImageOrientationPatient", "zero vector")),
     (lambda ds, i: _drop(ds, "ImageOrientationPatient"), ("ImageOrientationPatient", "missing")),
@@ -127,6 +128,8 @@ def test_zero_pixel_spacing_is_refused_on_every_reader(tmp_path):
     arr = np.ascontiguousarray(image.array.transpose(2, 1, 0))  # nibabel is (x, y, z)
     p = _nifti(tmp_path / "zero.nii", arr, np.diag([4.0, 4.0, 6.0, 1.0]), pixdim=(0, 0, 0))
     raises(lambda: read_image(p), "pixdim", "(0.0, 0.0, 0.0)", "1 mm")
+    p = _nifti(tmp_path / "nan.nii", arr, np.diag([4.0, 4.0, 6.0, 1.0]), pixdim=(4.0, 4.0, np.nan))
+    raises(lambda: read_image(p), "pixdim", "nan")
     p = _nifti(tmp_path / "zero_sform.nii", arr, np.diag([4.0, 4.0, 6.0, 1.0]))
     raw = bytearray(p.read_bytes())
     raw[280:328] = np.zeros(12, "<f4").tobytes()  # sform_code 1 with an all-zero srow (nibabel refuses it)
@@ -160,10 +163,12 @@ def test_sheared_nifti_and_nrrd_are_measured_in_physical_space(tmp_path):
     d[:, 2] = [0.0, np.sin(np.radians(20)), np.cos(np.radians(20))]
     img.SetDirection(tuple(d.ravel()))
     img.SetSpacing((4.0, 4.0, 6.0 / np.cos(np.radians(20))))  # same slice distance along z
-    sitk.WriteImage(img, str(tmp_path / "sheared.nrrd"))
-    result = run_case(tmp_path / "sheared.nrrd", HU)
-    for side in ("right", "left"):
-        assert result.measurements["structures"][side]["volume_ml"] == pytest.approx(volume_ml, rel=0.08)
+    for suffix in (".nrrd", ".mha"):
+        sitk.WriteImage(img, str(tmp_path / f"sheared{suffix}"))
+        result = run_case(tmp_path / f"sheared{suffix}", HU)
+        for side in ("right", "left"):
+            assert result.measurements["structures"][side]["volume_ml"] == pytest.approx(volume_ml, rel=0.08)
+        assert any("sheared by 20.0 degrees" in w for w in result.warnings)
 
 
 def test_sheared_in_memory_image_is_refused_by_the_shared_validation():
@@ -182,3 +187,9 @@ def test_zero_pixel_spacing_of_a_dicom_radiograph_is_refused(tmp_path):
     p = dx_dicom(tmp_path / "zero.dcm", np.full((64, 64), 100, np.uint16) + np.eye(64, dtype=np.uint16),
                  spacing=(0.0, 0.0))
     raises(lambda: run_case(p, Parameters(engine="cxr")), "spacing (0.0, 0.0)", "positive")
+
+
+def test_zero_pixel_spacing_of_a_single_dicom_ct_file_is_refused(tmp_path):
+    folder = copy_dicom(shared_path(*DICOM), tmp_path / "one", files=[40],
+                        edit=lambda ds, i: setattr(ds, "PixelSpacing", [0, 0]))
+    raises(lambda: read_image(next(folder.iterdir())), "PixelSpacing (0028,0030) is [0.0, 0.0]")

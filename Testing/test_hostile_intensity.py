@@ -40,11 +40,14 @@ def test_compressed_scale_is_refused(tmp_path):
     raises(lambda: run_case(p, HU), "no air near -1000 HU", "compressed", "scl_slope 0.5")
 
 
-def test_dicom_rescale_slope_2_sibling_is_refused(tmp_path):
-    def slope2(ds, i):
-        ds.RescaleSlope = 2
-    folder = copy_dicom(shared_path(*DICOM), tmp_path / "slope2", edit=slope2, files=list(range(20, 40)))
-    raises(lambda: run_case(folder, HU), "below -1150 HU", "DICOM RescaleSlope 2")
+@pytest.mark.parametrize("tag,value,words", [("RescaleSlope", 2, ("below -1150 HU", "DICOM RescaleSlope 2")),
+                                             ("RescaleIntercept", -2048, ("below -1150 HU", "RescaleIntercept -2048")),
+                                             ("RescaleSlope", 0.5, ("no air near -1000 HU", "RescaleSlope 0.5"))])
+def test_dicom_rescale_siblings_are_refused(tmp_path, tag, value, words):
+    def edit(ds, i):
+        setattr(ds, tag, value)
+    folder = copy_dicom(shared_path(*DICOM), tmp_path / "scaled", edit=edit, files=list(range(20, 40)))
+    raises(lambda: run_case(folder, HU), *words)
 
 
 def test_real_scales_pass_and_get_no_hu_flags():
