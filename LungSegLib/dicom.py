@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, check_pixel_spacing, slice_positions
 from .errors import LungSegError
-from .limits import check_size, safe_text, special_file_kind
+from .limits import check_size, safe_text, special_file_kind, utf8_name
 from .sitk_io import from_sitk_any, sitk_read
 
 SERIES_SEP = "::"
@@ -54,8 +54,9 @@ def dicom_series(folder: Path) -> dict:
         entries = list(Path(folder).iterdir())
     except OSError:
         return {}
-    if any(special_file_kind(p) for p in entries):  # GDCM's scan silently loses files beside a FIFO
-        return _series_by_header([p for p in sorted(entries) if not special_file_kind(p) and p.is_file()])
+    if any(special_file_kind(p) or not utf8_name(p) for p in entries):  # GDCM loses files beside a FIFO and
+        return _series_by_header([p for p in sorted(entries)          # aborts on a non-UTF-8 name
+                                  if not special_file_kind(p) and utf8_name(p) and p.is_file()])
     reader = sitk.ImageSeriesReader()
     out = {}
     try:

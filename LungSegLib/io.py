@@ -18,7 +18,7 @@ from .dicom import (SERIES_SEP, dicom_series, dicomdir_of, dicomdir_series_folde
 from .errors import LungSegError
 from .image import CT, CXR, Image
 from .geometry import check_nifti_geometry, nifti_scaling, orthogonalize
-from .limits import check_volume_header, require_regular, safe_text, special_file_kind
+from .limits import check_volume_header, require_regular, safe_text, special_file_kind, utf8_name
 from .sitk_io import from_sitk_any, sitk_read
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -91,7 +91,7 @@ def list_cases(inputs, unique: bool = True) -> list:
             for child in children:
                 if child.name.startswith(".") or child.name in SKIP_NAMES:
                     continue
-                if special_file_kind(child):  # reported as a failed case, never opened
+                if special_file_kind(child) or not utf8_name(child):  # reported as a failed case, never opened
                     found.append((case_name(child), child))
                 elif child.is_dir():
                     if dicom_series(child):
@@ -211,8 +211,8 @@ def atomic_path(path):
 
 
 def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+    with atomic_path(path) as tmp:  # names from the file system may hold undecodable bytes: escape them
+        Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def write_labels(path, labels: Image) -> None:

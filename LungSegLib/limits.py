@@ -40,8 +40,21 @@ def special_file_kind(path) -> str | None:
     return "special file"
 
 
+def utf8_name(path) -> bool:
+    """False for a path holding bytes that are not UTF-8 (Python keeps them as surrogates; SimpleITK and
+    GDCM abort the whole process on such a name)."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def require_regular(path) -> None:
-    """Refuse a special file before anything opens it."""
+    """Refuse a special file, or a name the image libraries cannot take, before anything opens it."""
+    if not utf8_name(path):
+        raise LungSegError(f"{ascii(str(path))[1:-1][:300]}: file name is not valid UTF-8; the image libraries "
+                           "cannot open it (they would abort); rename it")
     kind = special_file_kind(path)
     if kind:
         raise LungSegError(f"{safe_text(path, 300)}: is a {kind}, not a regular file; expected an image file or a "

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import LungSegError, os_error_message
 from .io import RUN_TOKEN, TEMP_PREFIX, current_umask, write_text
+from .limits import utf8_name
 from .report import csv_rows, rows_to_csv
 
 LOCK_NAME = ".lungseg.lock"
@@ -100,6 +101,9 @@ class OutputFolder:
         return False
 
     def _make_folder(self) -> None:
+        if not utf8_name(self.path):
+            raise LungSegError(f"{ascii(str(self.path))[1:-1]}: output folder name is not valid UTF-8; the image "
+                               "libraries cannot write there; choose another name")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except FileExistsError:

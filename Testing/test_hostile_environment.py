@@ -161,3 +161,24 @@ def test_special_files_inside_a_dicom_series_folder_lose_no_slice(tmp_path):
     os.mkfifo(folder / "pipe.dcm")  # GDCM's own scan drops slices beside these
     image = read_image(folder)
     assert np.array_equal(image.array, read_image(shared_path(*DICOM)).array)
+
+
+def test_file_names_that_are_not_utf8_are_reported_not_a_crash(tmp_path):
+    """SimpleITK and GDCM abort the whole process (std::logic_error) on such a name: never hand one over."""
+    import shutil
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = write_phantom(inputs / "good.nrrd")
+    shutil.copy(good, os.fsencode(inputs) + b"/latin1_\xe9.nrrd")
+    series = copy_dicom(shared_path(*DICOM), tmp_path / "series")
+    first = sorted(series.iterdir())[0]
+    os.rename(first, os.fsencode(series) + b"/IMG_\xff.dcm")  # one slice with a bad name
+    out = tmp_path / "out"
+    proc = _cli("segment", inputs, series, "-o", out, "--engine", "hu", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "1 failed" in proc.stderr, proc.stderr
+    errors = _errors(out)
+    assert list(errors) == ["latin1"] and "file name is not valid UTF-8" in errors["latin1"]
+    assert (out / "good" / "measurements.json").exists() and (out / "series" / "measurements.json").exists()
+    assert read_image(series).array.shape[0] == 78  # the badly named slice is left out (gap reported)
+    raises(lambda: read_image(os.fsdecode(os.fsencode(inputs) + b"/latin1_\xe9.nrrd")), "not valid UTF-8")
