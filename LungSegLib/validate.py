@@ -15,6 +15,7 @@ from .limits import MAX_VOXELS
 CT_ENGINES = ("hu", "ct2d", "ct3d")
 MIN_SLICES = 8
 THIN_MM, THICK_MM = 0.5, 5.0
+PLAUSIBLE_SPACING_MM = {CT: (0.05, 50.0), CXR: (0.01, 5.0)}  # beyond: a unit error, not a scanner
 MAX_ASPECT = 6  # longer side / shorter side beyond which an image is not a chest (radiograph or axial CT)
 PLAUSIBLE_HU = (-3100.0, 32000.0)  # beyond this no CT scanner writes HU: integer overflow or garbage
 
@@ -37,6 +38,12 @@ def check_image(image: Image, engine: str, params) -> list:
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise LungSegError(f"{src}: voxel spacing {tuple(image.spacing)} is not positive and finite; expected "
                            "spacing in mm > 0")
+    if image.spacing_known:
+        lo_mm, hi_mm = PLAUSIBLE_SPACING_MM[CXR if image.ndim == 2 else CT]
+        if sp.min() < lo_mm or sp.max() > hi_mm:
+            raise LungSegError(f"{src}: voxel spacing {tuple(round(float(v), 6) for v in sp)} mm is outside what "
+                               f"{'radiographs' if image.ndim == 2 else 'CT scanners'} produce ({lo_mm}..{hi_mm} mm): "
+                               "the header's unit is probably wrong (metres or micrometres written as mm?)")
     if image.ndim == 3 and not is_orthogonal(image.direction):
         raise LungSegError(f"{src}: voxel axes are sheared by {shear_degrees(image.direction):.1f} degrees (non-"
                            "orthogonal direction matrix), so voxel volumes are not spacing products; expected an "

@@ -193,3 +193,11 @@ def test_zero_pixel_spacing_of_a_single_dicom_ct_file_is_refused(tmp_path):
     folder = copy_dicom(shared_path(*DICOM), tmp_path / "one", files=[40],
                         edit=lambda ds, i: setattr(ds, "PixelSpacing", [0, 0]))
     raises(lambda: read_image(next(folder.iterdir())), "PixelSpacing (0028,0030) is [0.0, 0.0]")
+
+
+@pytest.mark.parametrize("spacing,words", [((0.0007, 0.0007, 0.0025), "metres or micrometres"),
+                                           ((700.0, 700.0, 2500.0), "outside what CT scanners produce")])
+def test_spacing_in_the_wrong_unit_is_refused(spacing, words):
+    image, _, _ = phantom()
+    image.spacing = spacing
+    raises(lambda: segment_image(image, HU), words)
