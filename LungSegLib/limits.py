@@ -12,8 +12,26 @@ import SimpleITK as sitk
 
 from .errors import LungSegError
 
+def _env_voxels(default: int = 1024 * 1024 * 1200) -> int:
+    """LUNGSEG_MAX_VOXELS (a positive integer, e.g. 2e9 or 2000000000); anything else is ignored with a note."""
+    raw = os.environ.get("LUNGSEG_MAX_VOXELS", "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+        if value > 0:
+            return value
+    except (ValueError, OverflowError):
+        pass
+    import sys
+
+    print(f"lungseg: LUNGSEG_MAX_VOXELS={raw[:40]!r} is not a positive number of voxels; using {default:.3g}",
+          file=sys.stderr)
+    return default
+
+
 # A 1024x1024x1200 CT (~1.26e9 voxels). Override with LUNGSEG_MAX_VOXELS (an integer) for bigger machines.
-MAX_VOXELS = int(os.environ.get("LUNGSEG_MAX_VOXELS", 1024 * 1024 * 1200))
+MAX_VOXELS = _env_voxels()
 BYTES_PER_VOXEL_NEEDED = 12  # input + float copy + labels + masks while segmenting and measuring
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

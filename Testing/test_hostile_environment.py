@@ -182,3 +182,16 @@ def test_file_names_that_are_not_utf8_are_reported_not_a_crash(tmp_path):
     assert (out / "good" / "measurements.json").exists() and (out / "series" / "measurements.json").exists()
     assert read_image(series).array.shape[0] == 78  # the badly named slice is left out (gap reported)
     raises(lambda: read_image(os.fsdecode(os.fsencode(inputs) + b"/latin1_\xe9.nrrd")), "not valid UTF-8")
+
+
+def test_a_bad_max_voxels_environment_variable_is_no_traceback(tmp_path, monkeypatch, capsys):
+    proc = subprocess.run([sys.executable, "-m", "LungSegLib.cli", "segment", str(REPO / "samples" / "ct-64.nrrd"),
+                           "-o", str(tmp_path / "out"), "--engine", "hu", "--quiet"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={**ENV, "LUNGSEG_MAX_VOXELS": "abc"})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "LUNGSEG_MAX_VOXELS='abc' is not a positive number" in proc.stderr
+    from LungSegLib.limits import _env_voxels
+
+    for value, expected in (("-5", 7), ("inf", 7), ("2e9", 2_000_000_000)):
+        monkeypatch.setenv("LUNGSEG_MAX_VOXELS", value)
+        assert _env_voxels(7) == expected
