@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM end a batch the same way: the case being written is dropped whole (its temporary
+"""Ctrl-C, SIGTERM and SIGHUP end a batch the same way: the case being written is dropped whole (its temporary
 folder removed), finished cases and the summaries stay, the lock is released, and one line says how to
 finish (``--resume``)."""
 
@@ -18,12 +18,18 @@ def _raise_interrupt(signum, frame):
 
 @contextlib.contextmanager
 def terminate_as_interrupt():
-    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C (main thread only)."""
+    """Within the block, SIGTERM (and SIGHUP: the terminal closed) raise KeyboardInterrupt like Ctrl-C (main
+    thread only; a signal the caller ignores, e.g. under nohup, stays ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, _raise_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

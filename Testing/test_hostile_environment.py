@@ -63,7 +63,7 @@ def test_fifos_devices_and_sockets_are_reported_never_opened(tmp_path):
     raises(lambda: Parameters(weights=str(tmp_path / "lone.nrrd")).validate(), "named pipe (FIFO)")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_and_sigterm_end_in_one_line_nothing_half_written_and_resume_finishes(tmp_path, sig):
     inputs = tmp_path / "in"
     inputs.mkdir()
