@@ -6,7 +6,9 @@ are checked on the LPS-canonical grid, and only both together raise the flag
 ``laterality_implausible_heart_on_right``: the heart pushes the mediastinum to the patient's left (see
 :func:`heart_offset`; 9 of 10 LCTSC chest CTs here, median +0.15) and the right lung is the larger one
 (about 9 in 10 people). A right lung that lost volume with the mediastinum shifted right (collapse,
-resection) raises it too: the flag means "check the orientation", nothing is changed.
+resection) raises it too: the flag means "check the orientation", nothing is changed. Frontal radiographs
+get the same check in the lower half of the lung fields (the heart's shadow; +0.08 median, -0.04..+0.23
+on 138 Montgomery reference masks: none flagged, 105 of their mirror images flagged).
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ def heart_offset(labels: np.ndarray) -> float | None:
         return None
     y1 = ys[0] + max(1, int(0.6 * (ys[-1] - ys[0])))  # the anterior 60 %: the heart, not the spine
     rows = labels[zs[0]:(zs[0] + zs[-1]) // 2 + 1, ys[0]:y1]  # each (z, y) row: medial borders of both lungs
+    return _medial_offset(rows.reshape(-1, rows.shape[-1]))
+
+
+def heart_offset_2d(labels: np.ndarray) -> float | None:
+    """:func:`heart_offset` for a frontal radiograph (rows top to bottom, x to the patient's left): the rows of
+    the lower half of the lung fields, where the heart's shadow is."""
+    ys = np.nonzero((labels > 0).any(axis=1))[0]
+    if ys.size < 4:
+        return None
+    return _medial_offset(labels[(ys[0] + ys[-1]) // 2: ys[-1] + 1])
+
+
+def _medial_offset(rows: np.ndarray) -> float | None:
     right, left = rows == RIGHT, rows == LEFT
     last = rows.shape[-1] - 1
     r_out, r_med = right.argmax(axis=-1), last - right[..., ::-1].argmax(axis=-1)
@@ -40,8 +55,9 @@ def heart_offset(labels: np.ndarray) -> float | None:
 
 
 def orientation_flags(labels: np.ndarray) -> tuple:
-    """(flags, details) on the canonical grid: both signs must point to a mirror for the flag."""
-    offset = heart_offset(labels)
+    """(flags, details) on the canonical CT grid or a radiograph's pixel grid: both signs must point to a
+    mirror for the flag."""
+    offset = heart_offset(labels) if labels.ndim == 3 else heart_offset_2d(labels)
     right, left = int((labels == RIGHT).sum()), int((labels == LEFT).sum())
     ratio = right / left if left else None
     flags = []

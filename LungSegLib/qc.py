@@ -103,7 +103,9 @@ def qc_cxr(labels: np.ndarray, m: dict, raw_components: int | None = None, image
         flags.append("more_than_two_large_components")
     if one_field_split(labels):
         flags.append("one_lung_field_split_into_right_left")
+    side_flags, side_details = orientation_flags(labels)
+    flags += side_flags
     view = str((image.meta if image is not None else {}).get("view", "")).upper()
     if view in ("LL", "RL", "LLD", "RLD", "LATERAL"):
         flags.append("lateral_view")
-    return {"flags": flags, "lung_area_fraction": frac, "large_components": n_large}
+    return {"flags": flags, "lung_area_fraction": frac, "large_components": n_large, "orientation": side_details}

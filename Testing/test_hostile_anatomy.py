@@ -99,3 +99,17 @@ def test_one_lung_field_cut_into_right_and_left_is_flagged():
                         "left": {"pixel_count": 1200}}, "right_left_area_ratio": 1.0}
     assert "one_lung_field_split_into_right_left" in qc_cxr(single, m)["flags"]
     assert "one_lung_field_split_into_right_left" not in qc_cxr(labels, m)["flags"]
+
+
+def test_mirrored_radiographs_are_flagged_normal_ones_are_not():
+    """Montgomery reference lung masks (right lung on the image's left): none flagged; most mirrors flagged."""
+    masks = sorted(shared_path("cxr", "montgomery", "masks").glob("*.png"))[:30]
+    normal = mirrored = 0
+    for p in masks:
+        m = np.asarray(PILImage.open(p).convert("L").resize((256, 256), PILImage.NEAREST)) > 0
+        normal += FLAG in orientation_flags(split_sides(m))[0]
+        mirrored += FLAG in orientation_flags(split_sides(np.ascontiguousarray(m[:, ::-1])))[0]
+    assert normal == 0 and mirrored >= 0.6 * len(masks), (normal, mirrored)
+    m = {"structures": {"both": {"pixel_count": 1}, "right": {"pixel_count": 1}, "left": {"pixel_count": 1}}}
+    mask = np.asarray(PILImage.open(masks[0]).convert("L").resize((256, 256), PILImage.NEAREST)) > 0
+    assert "heart_offset" in qc_cxr(split_sides(mask), m)["orientation"]  # the radiograph QC runs the check
