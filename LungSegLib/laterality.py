@@ -1,4 +1,4 @@
-"""Anatomical orientation QC for CT: does the anatomy agree with the header's patient axes?
+"""Anatomical orientation QC for CT and radiographs: does the anatomy agree with the patient axes?
 
 A feet-first scan stored under a head-first header (or an export that mirrored the pixels) swaps right and
 left, and the engines label lungs by position, so "right lung" would be the left one. Two anatomical signs
@@ -63,4 +63,4 @@ def orientation_flags(labels: np.ndarray) -> tuple:
     flags = []
     if offset is not None and offset < HEART_OFFSET_LIMIT and ratio is not None and ratio < 1.0:
         flags.append("laterality_implausible_heart_on_right")
-    return flags, {"heart_offset": offset, "right_left_volume_ratio": ratio}
+    return flags, {"heart_offset": offset, "right_left_ratio": ratio}  # volume (CT) or area (radiograph)

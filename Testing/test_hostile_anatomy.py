@@ -23,7 +23,7 @@ def test_real_chest_ct_passes_and_its_mirror_image_is_flagged():
     lungs = to_canonical(read_image(str(ct).replace("_ct", "_lungs"))).array > 0
     labels = split_sides(lungs)
     flags, details = orientation_flags(labels)
-    assert flags == [] and details["heart_offset"] > 0.1 and details["right_left_volume_ratio"] > 1.1
+    assert flags == [] and details["heart_offset"] > 0.1 and details["right_left_ratio"] > 1.1
     mirrored = split_sides(np.ascontiguousarray(lungs[:, :, ::-1]))  # pixels mirrored, header unchanged
     flags, details = orientation_flags(mirrored)
     assert flags == [FLAG] and details["heart_offset"] < -0.1
