@@ -79,9 +79,11 @@ class OutputFolder:
         else:
             raise LungSegError(f"{self.path}: cannot take the lock {LOCK_NAME}; try again")
         self._lock = fd
-        previous = os.pread(fd, 200, 0).decode("ascii", "replace").strip()
+        os.lseek(fd, 0, os.SEEK_SET)  # (no pread/pwrite: they do not exist on Windows)
+        previous = os.read(fd, 200).decode("ascii", "replace").strip()
         os.ftruncate(fd, 0)
-        os.pwrite(fd, self.token.encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, self.token.encode())
         os.fsync(fd)
         if previous and previous != self.token:
             self._remove_temporaries(previous)

@@ -121,3 +121,31 @@ def test_batch_script_and_cli_share_one_outdir_contract(tmp_path):
     with open(out / "measurements.csv", newline="") as f:
         assert {r["case"] for r in csv.DictReader(f)} == {"a"}
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_batch_script_reports_special_files_and_stops_cleanly_on_sigterm(tmp_path):
+    import os
+    import signal
+    import time
+
+    os.mkfifo(tmp_path / "pipe.nrrd")
+    proc = run_script("--input", tmp_path / "pipe.nrrd", "/dev/null", "--output", tmp_path / "out", "--engine", "hu",
+                      cwd=tmp_path)  # a blocking open would hang here (timeout 300 s)
+    assert proc.returncode == 1 and "named pipe (FIFO)" in proc.stderr and "character device" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    from badinputs import write_phantom
+
+    for i in range(30):
+        write_phantom(cases / f"c{i:02d}.nrrd", shape=(40, 64, 80), spacing=(4.0, 3.0, 3.0))
+    out = tmp_path / "out2"
+    p = subprocess.Popen([sys.executable, str(SCRIPT), "--input", str(cases), "--output", str(out), "--engine", "hu"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and len(list(out.glob("*/measurements.json"))) < 1:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert not [x for x in out.iterdir() if x.name.startswith(".")]
