@@ -111,14 +111,14 @@ def nifti_scaling(path) -> str | None:
     return f"NIfTI scl_slope {h['scl_slope']:g}, scl_inter {h['scl_inter']:g}"
 
 
-def check_nifti_geometry(path, img: sitk.Image) -> sitk.Image:
-    """Refuse a NIfTI whose pixel size is zero or not finite; give a sheared sform back its shear (ITK drops
-    it) so :func:`orthogonalize` can resample it. Returns the image with the header's geometry."""
+def sheared_nifti_sform(path):
+    """Refuse a NIfTI whose voxel size is zero or not finite. Returns (sform columns, origin) in LPS when its
+    sform is sheared (ITK coerces such a matrix to orthogonal without telling), else None."""
     from .errors import LungSegError
 
     h = nifti_header(path)
     if h is None:
-        return img
+        return None
     n = max(2, min(3, h["ndim"]))
     if h["sform_code"] > 0:
         columns = h["srow"][:n, :n]
@@ -126,16 +126,37 @@ def check_nifti_geometry(path, img: sitk.Image) -> sitk.Image:
         if not np.all(np.isfinite(columns)) or np.any(norms <= 1e-9):
             raise LungSegError(f"{path}: NIfTI sform (srow_x/y/z) gives voxel sizes {tuple(np.round(norms, 6))}; "
                                "expected positive sizes in mm")
-        if n == 3 and img.GetDimension() == 3 and not is_orthogonal(columns / norms):
+        if n == 3 and not is_orthogonal(columns / norms):
             lps = np.diag([-1.0, -1.0, 1.0])              # NIfTI is RAS, ITK is LPS
-            steps, origin = lps @ columns, lps @ h["srow"][:3, 3]
-            img.SetSpacing(tuple(float(v) for v in norms))
-            img.SetDirection(tuple((steps / norms).ravel()))
-            img.SetOrigin(tuple(float(v) for v in origin))
-        return img
+            return lps @ columns, lps @ h["srow"][:3, 3]
+        return None
     pixdim = np.asarray(h["pixdim"][:n], float)
     if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
         raise LungSegError(f"{path}: NIfTI pixdim gives voxel sizes {tuple(float(v) for v in pixdim)} and no sform; "
                            "a zero or undefined voxel size makes every volume meaningless (ITK would read it as "
                            "1 mm); expected positive sizes in mm")
+    return None
+
+
+def check_nifti_geometry(path, img: sitk.Image) -> sitk.Image:
+    """:func:`sheared_nifti_sform` applied to the image ITK read: a sheared sform gets its shear back, so
+    :func:`orthogonalize` can resample it."""
+    sheared = sheared_nifti_sform(path)
+    if sheared is not None and img.GetDimension() == 3:
+        steps, origin = sheared
+        norms = np.linalg.norm(steps, axis=0)
+        img.SetSpacing(tuple(float(v) for v in norms))
+        img.SetDirection(tuple((steps / norms).ravel()))
+        img.SetOrigin(tuple(float(v) for v in origin))
     return img
+
+
+def storage_node_safe(path) -> bool:
+    """True when a volume file can go to a reader that trusts its header (Slicer's volume storage node): the
+    header passes LungSeg's checks and its axes are orthogonal. Raises for a header LungSeg refuses."""
+    from .limits import check_volume_header
+
+    h = check_volume_header(path)
+    if str(path).lower().endswith((".nii", ".nii.gz")) and sheared_nifti_sform(path) is not None:
+        return False
+    return h["dimension"] != 3 or is_orthogonal(h["direction"])

@@ -120,7 +120,7 @@ def volume_header(path: Path) -> dict:
     return {"meta": {k: reader.GetMetaData(k) for k in ("vox_offset", "bitpix") if k in keys},
             "size": tuple(reader.GetSize()), "dimension": reader.GetDimension(),
             "components": reader.GetNumberOfComponents(), "pixel": sitk.GetPixelIDValueAsString(reader.GetPixelID()),
-            "spacing": tuple(reader.GetSpacing())}
+            "spacing": tuple(reader.GetSpacing()), "direction": tuple(reader.GetDirection())}
 
 
 def check_volume_header(path: Path) -> dict:

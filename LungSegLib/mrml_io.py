@@ -14,16 +14,18 @@ from pathlib import Path
 
 from .errors import LungSegError
 from .image import CT, CXR
+from .geometry import storage_node_safe
 from .limits import require_regular
-from .io import PICTURE_SUFFIXES, VOLUME_SUFFIXES, atomic_path, case_name, dicom_series, read_image, suffix_of
+from .io import VOLUME_SUFFIXES, atomic_path, case_name, read_image, suffix_of
 from .mrml import (image_to_volume_node, labels_to_segmentation_node, measurements_to_table_node,
                    volume_node_to_image, _slicer)
 from .params import Parameters
 
 
 def load_volume(path, scene, name: str = "", modality: str = "auto"):
-    """Load a CT volume (NRRD/NIfTI/MHA or a DICOM series folder) through the volume archetype storage
-    node, or a radiograph (picture or DICOM file) through LungSegLib's readers; returns the node."""
+    """Load a CT volume file (NRRD/NIfTI/MHA) through the volume archetype storage node, or a DICOM series
+    folder, a sheared volume file or a radiograph (picture or DICOM file) through LungSegLib's readers (their
+    geometry checks); returns the node."""
     slicer = _slicer()
     path = Path(path)
     if not path.exists():
@@ -31,14 +33,11 @@ def load_volume(path, scene, name: str = "", modality: str = "auto"):
     require_regular(path)
     name = name or case_name(path)
     first_file = None
-    if path.is_dir():
-        series = dicom_series(path)
-        if not series:
-            raise LungSegError(f"{path}: folder holds no DICOM series")
-        first_file = max(series.values(), key=len)[0]
-    elif suffix_of(path) in VOLUME_SUFFIXES:
+    # DICOM series go through LungSegLib's reader (slice positions from the tags, tilt resampled, slices
+    # without a position left out: the storage node would guess), so do files whose axes are sheared
+    if suffix_of(path) in VOLUME_SUFFIXES and not path.is_dir() and storage_node_safe(path):
         first_file = str(path)
-    if first_file is None or suffix_of(path) in PICTURE_SUFFIXES:
+    if first_file is None:
         image = read_image(path, modality)
         return image_to_volume_node(image, scene, name)
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)

@@ -149,3 +149,30 @@ def test_batch_script_reports_special_files_and_stops_cleanly_on_sigterm(tmp_pat
     _, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "interrupted" in err and "--resume" in err and "Traceback" not in err
     assert not [x for x in out.iterdir() if x.name.startswith(".")]
+
+
+def test_batch_script_reads_dicom_geometry_from_the_tags_not_a_guess(tmp_path):
+    """The script's DICOM series go through LungSegLib's reader: a tilted series is resampled and its warning
+    reaches measurements.json; a series without positions is refused naming the tag (issue 12)."""
+    import json
+
+    import numpy as np
+
+    from badinputs import copy_dicom
+    from conftest import shared_path
+
+    dicom = shared_path("ct", "cip-copdgene-ct64", "ct-64Dicom")
+
+    def tilt(ds, i):
+        p = [float(v) for v in ds.ImagePositionPatient]
+        p[1] += i * 3.98734 * np.tan(np.radians(20))
+        ds.ImagePositionPatient = p
+    copy_dicom(dicom, tmp_path / "cases" / "tilted", edit=tilt)
+    copy_dicom(dicom, tmp_path / "cases" / "noposition", edit=lambda ds, i: delattr(ds, "ImagePositionPatient"))
+    out = tmp_path / "out"
+    proc = run_script("--input", tmp_path / "cases", "--output", out, "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1 and "ImagePositionPatient (0020,0032) is missing on 79 of 79" in proc.stderr
+    report = json.loads((out / "tilted" / "measurements.json").read_text())
+    assert any("gantry tilt of 20.0 degrees" in w for w in report["warnings"])
+    reference = run_case(dicom, Parameters(engine="hu")).measurements["structures"]["both"]["volume_ml"]
+    assert report["structures"]["both"]["volume_ml"] == pytest.approx(reference, rel=0.03)

@@ -138,7 +138,7 @@ def test_load_volume_via_storage_node_equals_lungseglib_reader():
     image, direct = mrml.volume_node_to_image(node), read_image(SAMPLES / "ct-64.nrrd")
     assert np.array_equal(image.array, direct.array) and np.allclose(image.ijk_to_lps(), direct.ijk_to_lps())
     dicom = SHARED / "ct" / "cip-copdgene-ct64" / "ct-64Dicom"
-    if dicom.is_dir():  # the same CT as a DICOM series, through vtkITK's series reader
+    if dicom.is_dir():  # the same CT as a DICOM series, through LungSegLib's reader (geometry from the tags)
         series = mrml.volume_node_to_image(mrml_io.load_volume(dicom, scene))
         assert np.array_equal(series.array, direct.array)
         assert np.allclose(series.ijk_to_lps(), direct.ijk_to_lps(), atol=1e-3)
