@@ -120,11 +120,34 @@ def image_to_volume_node(image: Image, scene, name: str = "", node=None):
     return node
 
 
+def transform_problem(node) -> str | None:
+    """Words for a parent transform that changes voxel sizes (scale, shear, warp; e.g. the acquisition
+    transform Slicer adds to a gantry-tilted series); None for no transform or a rigid one."""
+    transform = node.GetParentTransformNode()
+    if transform is None:
+        return None
+    name = transform.GetName() or transform.GetID()
+    if not transform.IsTransformToWorldLinear():
+        return f"the non-linear transform '{name}'"
+    slicer = _slicer()
+    m = slicer.util.vtkMatrixFromArray(np.eye(4))
+    transform.GetMatrixTransformToWorld(m)
+    a = slicer.util.arrayFromVTKMatrix(m)[:3, :3]
+    if np.abs(a.T @ a - np.eye(3)).max() > 1e-4:
+        return f"the transform '{name}', which scales or shears"
+    return None
+
+
 def volume_node_to_image(node) -> Image:
     """A copy of the node's voxels as an Image in LPS geometry; a single-slice volume is a radiograph."""
     slicer = _slicer()
     if node is None or node.GetImageData() is None:
         raise LungSegError("the input volume node is missing or holds no image data")
+    problem = transform_problem(node)
+    if problem:
+        raise LungSegError(f"volume '{node.GetName()}' is under {problem}, so its voxels are not the size the "
+                           "volume says and every measurement would be wrong; harden the transform (Data module, "
+                           "right-click the transform, 'Harden transform') or remove it")
     array = np.array(slicer.util.arrayFromVolume(node))
     if array.ndim == 4:  # colour volume (e.g. an RGB radiograph picture): use the grey mean
         array = array[..., :3].mean(axis=-1).astype(np.float32)

@@ -195,3 +195,27 @@ def test_rerun_reuses_given_nodes():
     seg2, table2, _ = mrml_io.segment_volume_node(node, HU, segmentation_node=seg, table_node=table)
     assert (seg2, table2) == (seg, table)
     assert seg.GetSegmentation().GetNumberOfSegments() == 2 and table.GetNumberOfRows() == 3
+
+
+def test_a_volume_under_a_scaling_or_shearing_transform_is_refused_a_rigid_one_is_measured():
+    """Issue 12 sibling of sheared grids: a parent transform that changes voxel sizes (e.g. Slicer's
+    acquisition transform of a tilted series) would make every volume wrong."""
+    from badinputs import HU, phantom
+    from LungSegLib.errors import LungSegError
+
+    scene = mrml.new_scene()
+    image, _, _ = phantom()
+    node = mrml.image_to_volume_node(image, scene, "ct")
+    plain = mrml_io.segment_volume_node(node, HU)[2].measurements["structures"]["both"]["volume_ml"]
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "acquisition")
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    shear = np.eye(4)
+    shear[1, 2] = 0.3
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shear))
+    with pytest.raises(LungSegError, match="transform 'acquisition', which scales or shears.*Harden transform"):
+        mrml_io.segment_volume_node(node, HU)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(rotation))
+    rigid = mrml_io.segment_volume_node(node, HU)[2].measurements["structures"]["both"]["volume_ml"]
+    assert rigid == pytest.approx(plain)
