@@ -97,6 +97,30 @@ def read_picture(path: Path) -> Image:
     return _downscale(image, f, (h, w) if orientation >= 5 else (w, h))
 
 
+def standard_view(arr: np.ndarray, orientation) -> tuple:
+    """Turn a frontal radiograph to the standard view (patient's right on the image left, head up) from DICOM
+    PatientOrientation (0020,0020), whose two values say where the image's rows and columns point
+    ('L\\F' is the standard view). Returns (array, note or None)."""
+    try:
+        row, col = (str(v).strip().upper()[:1] for v in orientation)
+        text = "\\".join(str(v) for v in orientation)
+    except (TypeError, ValueError):
+        return arr, None
+    turned = False
+    if row in ("H", "F") and col in ("L", "R"):  # rows run head-feet: transposed
+        arr, row, col, turned = arr.T, col, row, True
+    if row not in ("L", "R") or col not in ("H", "F"):
+        return arr, None  # a lateral view (A/P) or no usable value: left as stored
+    if row == "R":
+        arr, turned = arr[:, ::-1], True
+    if col == "H":
+        arr, turned = arr[::-1], True
+    if not turned:
+        return arr, None
+    return np.ascontiguousarray(arr), (f"DICOM PatientOrientation {text}: image turned to the standard view "
+                                       "(patient's right on the image left, head up)")
+
+
 def read_dicom_radiograph(path: Path) -> Image:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -123,6 +147,11 @@ def read_dicom_radiograph(path: Path) -> Image:
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         arr = apply_voi_lut(arr, ds)
     arr = np.asarray(arr, dtype=np.float32)
+    stored = arr.shape
+    arr, note = standard_view(arr, getattr(ds, "PatientOrientation", None))
+    notes += [note] if note else []
+    if arr.shape != stored:  # transposed: the input size in the turned frame
+        size = size[::-1]
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         arr = arr.max() + arr.min() - arr
     spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)

@@ -113,3 +113,20 @@ def test_mirrored_radiographs_are_flagged_normal_ones_are_not():
     m = {"structures": {"both": {"pixel_count": 1}, "right": {"pixel_count": 1}, "left": {"pixel_count": 1}}}
     mask = np.asarray(PILImage.open(masks[0]).convert("L").resize((256, 256), PILImage.NEAREST)) > 0
     assert "heart_offset" in qc_cxr(split_sides(mask), m)["orientation"]  # the radiograph QC runs the check
+
+
+@pytest.mark.parametrize("orientation,turn", [(["R", "F"], lambda a: a[:, ::-1]), (["L", "H"], lambda a: a[::-1]),
+                                              (["R", "H"], lambda a: a[::-1, ::-1]), (["F", "L"], lambda a: a.T),
+                                              (["L", "F"], lambda a: a)])
+def test_dicom_patient_orientation_turns_a_radiograph_to_the_standard_view(tmp_path, orientation, turn):
+    import pydicom
+
+    upright = np.asarray(PILImage.open(CXR_PNG).convert("L").resize((96, 80)), np.uint16) * 16
+    p = dx_dicom(tmp_path / "dx.dcm", np.ascontiguousarray(turn(upright)))
+    ds = pydicom.dcmread(str(p))
+    ds.PatientOrientation = orientation
+    ds.save_as(str(p))
+    image = read_image(p)
+    assert np.array_equal(image.array, upright.astype(np.float32))
+    noted = any("PatientOrientation" in w for w in image.meta.get("warnings", []))
+    assert noted == (orientation != ["L", "F"])
