@@ -68,7 +68,9 @@ def scale_problem(arr: np.ndarray) -> str | None:
     air = float(((sample >= AIR_BAND[0]) & (sample <= AIR_BAND[1])).mean())
     low = sample[sample < -400]
     low_peak = _peak(low, -3100, -400) if low.size > 100 else None
-    if below > MAX_BELOW_AIR_FRACTION:
+    # the lowest peak (air, or lung in a tight field of view) below air, or a large tail below air around a low
+    # peak; a noisy low-dose scan has a tail, but its air peak stays at -1000
+    if low_peak is not None and (low_peak < BELOW_AIR_HU or (below > MAX_BELOW_AIR_FRACTION and low_peak < -1050)):
         return (f"{100 * below:.0f} % of the voxels are below {BELOW_AIR_HU:.0f} HU (air is -1000 HU; lowest peak at "
                 f"{low_peak:.0f}): the rescale slope/intercept (DICOM RescaleSlope, NIfTI scl_slope) looks wrong")
     if air < 0.002 and low_peak is not None and low_peak > AIR_BAND[1]:

@@ -90,3 +90,10 @@ def test_padding_minus_2048_is_accepted_and_garbage_below_scale_still_refused():
     arr = image.array.astype(np.int32)
     arr[0, 0, :10] = np.arange(-40000, -30000, 1000)  # many different values: not a padding value
     raises(lambda: segment_image(image.with_array(arr), HU), "exceed any Hounsfield range")
+
+
+def test_noisy_low_dose_air_is_not_mistaken_for_a_wrong_scale():
+    image, _, _ = phantom(noise_hu=120.0)  # air -1000 +- 120 HU: 10 % of the air below -1150
+    from LungSegLib.hu_check import scale_problem
+
+    assert (image.array < -1150).mean() > 0.03 and scale_problem(image.array) is None
