@@ -116,6 +116,8 @@ def _params(args) -> Parameters:
 def cmd_segment(args) -> int:
     from .batch import run_batch
 
+    if not str(args.output).strip():
+        raise LungSegError("empty output folder (-o ''); expected a folder name")
     params = _params(args)
     summary = run_batch(args.inputs, Path(args.output), params, overwrite=args.overwrite, resume=args.resume,
                         show_progress=not args.quiet)

@@ -69,6 +69,8 @@ def list_cases(inputs, unique: bool = True) -> list:
     settles them against what OUTDIR already holds)."""
     cases = []
     for raw in inputs:
+        if not str(raw).strip():
+            raise LungSegError("empty input path; expected an image file, a DICOM series folder or a folder of cases")
         path, uid = split_series(raw)
         if not path.exists():
             raise LungSegError(f"{safe_text(path, 300)}: no such file or folder")

@@ -35,12 +35,15 @@ LOCK_NAME = ".lungseg.lock"
 ERROR_COLUMNS = ["case", "input", "error"]
 
 
+def _input_key(path) -> str:
+    """An input as an absolute real path (plus ``::UID``), to compare inputs across runs and arguments."""
+    text = str(path)
+    folder, sep, uid = text.rpartition("::") if "::" in text and not os.path.exists(text) else (text, "", "")
+    return os.path.realpath(os.path.abspath(folder)) + (f"::{uid}" if sep else "")
+
+
 def _same_input(recorded: str, path) -> bool:
-    def norm(p):
-        text = str(p)
-        folder, sep, uid = text.rpartition("::") if "::" in text and not os.path.exists(text) else (text, "", "")
-        return os.path.realpath(os.path.abspath(folder)) + (f"::{uid}" if sep else "")
-    return norm(recorded) == norm(path)
+    return _input_key(recorded) == _input_key(path)
 
 
 class OutputFolder:
@@ -154,8 +157,12 @@ class OutputFolder:
     def assign(self, cases: list) -> list:
         """Give each ``(name, input)`` a folder name that is its own across runs: ``name`` unless that folder
         holds another input's finished case (or is taken in this run), then ``name_2``, ..."""
-        taken, out = set(), []
+        taken, seen, out = set(), set(), []
         for name, path in cases:
+            key = _input_key(path)
+            if key in seen:  # the same input given twice (a file and its folder, or a repeated argument)
+                continue
+            seen.add(key)
             k, new = 1, name
             while new.lower() in taken or not self._folder_fits(new, path):
                 k += 1

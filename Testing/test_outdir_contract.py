@@ -125,3 +125,13 @@ def test_outdir_that_is_a_file_or_read_only_is_one_line_and_exit_2(tmp_path, cap
         ro.mkdir(mode=0o555)
         assert main(["segment", str(case), "-o", str(ro), "--engine", "hu", "--quiet"]) == 2
         assert "not writable" in capsys.readouterr().err
+
+
+def test_the_same_input_twice_is_one_case_and_empty_paths_are_refused(tmp_path, capsys):
+    case = write_phantom(tmp_path / "a.nrrd")
+    summary = _run([case, tmp_path / "a.nrrd", tmp_path / "." / "a.nrrd"], tmp_path / "out")
+    assert summary["ok"] == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "measurements.csv"]
+    assert main(["segment", str(case), "-o", "", "--engine", "hu", "--quiet"]) == 2
+    assert "empty output folder" in capsys.readouterr().err
+    assert main(["segment", "", "-o", str(tmp_path / "out2"), "--engine", "hu", "--quiet"]) == 1
+    assert "empty input path" in _rows(tmp_path / "out2" / "errors.csv")[0]["error"]
