@@ -82,15 +82,19 @@ class OutputFolder:
         else:
             raise LungSegError(f"{self.path}: cannot take the lock {LOCK_NAME}; try again")
         self._lock = fd
-        os.lseek(fd, 0, os.SEEK_SET)  # (no pread/pwrite: they do not exist on Windows)
-        previous = os.read(fd, 200).decode("ascii", "replace").strip()
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, self.token.encode())
-        os.fsync(fd)
-        if previous and previous != self.token:
-            self._remove_temporaries(previous)
-        self.rows = self._finished_rows()
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)  # (no pread/pwrite: they do not exist on Windows)
+            previous = os.read(fd, 200).decode("ascii", "replace").strip()
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, self.token.encode())
+            os.fsync(fd)
+            if previous and previous != self.token:
+                self._remove_temporaries(previous)
+            self.rows = self._finished_rows()
+        except BaseException:  # e.g. a full disk: release the lock, then report
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):
