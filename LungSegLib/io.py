@@ -16,8 +16,8 @@ import SimpleITK as sitk
 from .dicom import (SERIES_SEP, dicom_series, dicomdir_of, dicomdir_series_folders, is_dicom_file, read_dicom_file,
                     read_dicom_folder, split_series)
 from .errors import LungSegError
-from .image import CT, CXR, Image
 from .geometry import check_nifti_geometry, nifti_scaling, orthogonalize
+from .image import CT, CXR, Image
 from .limits import check_volume_header, require_regular, safe_text, special_file_kind, utf8_name
 from .sitk_io import from_sitk_any, sitk_read
 

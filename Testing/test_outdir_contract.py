@@ -135,3 +135,35 @@ def test_the_same_input_twice_is_one_case_and_empty_paths_are_refused(tmp_path, 
     assert "empty output folder" in capsys.readouterr().err
     assert main(["segment", "", "-o", str(tmp_path / "out2"), "--engine", "hu", "--quiet"]) == 1
     assert "empty input path" in _rows(tmp_path / "out2" / "errors.csv")[0]["error"]
+
+
+def _tree(root, skip):
+    import hashlib
+
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) != str(skip)]
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p):
+                out[p] = ("link", os.readlink(p))
+                continue
+            with open(p, "rb") as f:
+                out[p] = (os.stat(p).st_mode, hashlib.sha256(f.read()).hexdigest())
+        out.update({os.path.join(dirpath, d): "dir" for d in dirs})
+    return out
+
+
+def test_a_run_writes_nothing_outside_outdir_and_changes_no_input(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_phantom(inputs / "a.nrrd")
+    write_phantom(inputs / "b.nii.gz")
+    (inputs / "bad.nrrd").write_text("not an image")
+    os.symlink(tmp_path / "elsewhere", inputs / "dangling.nrrd")
+    out = tmp_path / "out"
+    before = _tree(tmp_path, out)
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        main(["segment", str(inputs), "-o", str(out), "--engine", "hu", "--quiet", *extra])
+    assert _tree(tmp_path, out) == before
+    assert not (tmp_path / "elsewhere").exists()
