@@ -256,9 +256,7 @@ def order_slices(folder: Path, files: list) -> tuple:
             n_big = int((steps > 1.5 * typical).sum())
             warnings.append(f"missing slices or uneven spacing: gap of {steps[worst]:.2f} mm at slice position "
                             f"{kept[worst][0]:.1f} mm (expected {typical:.2f} mm; {n_big} such gaps); "
-                            "the volume is read as evenly spaced, so volumes near the gap are approximate")
-        elif typical > 0 and (steps.max() - steps.min()) > 0.1 * typical:
-            warnings.append(f"uneven slice spacing {steps.min():.2f}..{steps.max():.2f} mm")
+                            "the gap is filled by interpolation between its neighbouring slices")
     geometry = ([(f, h) for _, f, h in kept], [p for p, _, _ in kept], source)
     return [f for _, f, _ in kept], kept[0][2], warnings, geometry
 

@@ -21,6 +21,7 @@ IPP, IOP, SLICE_LOCATION, PIXEL_SPACING = ("ImagePositionPatient (0020,0032)", "
                                            "SliceLocation (0020,1041)", "PixelSpacing (0028,0030)")
 MAX_MISSING_FRACTION = 0.25   # more slices than this without a position: refuse rather than drop
 TILT_DEGREES = 0.5            # slice stacking direction further than this from the slice normal: a tilt
+UNEVEN_FRACTION = 0.1         # slice steps differing by more than this share of the typical step: resampled
 
 
 def _floats(value) -> list | None:
@@ -89,6 +90,29 @@ def slice_normal(ds) -> np.ndarray:
     return n / np.linalg.norm(n)
 
 
+def _even_slices(img: sitk.Image, positions: np.ndarray, step: float) -> tuple:
+    """Resample a stack of unevenly spaced slices (gaps, mixed thickness) onto an even grid of ``step`` mm,
+    linearly between the two neighbouring slices, so each slice stands for the thickness it really has.
+    Returns (image, step, warning)."""
+    arr = sitk.GetArrayViewFromImage(img)
+    n = int(round((positions[-1] - positions[0]) / step)) + 1
+    targets = positions[0] + step * np.arange(n)
+    below = np.clip(np.searchsorted(positions, targets, side="right") - 1, 0, len(positions) - 2)
+    weight = np.clip((targets - positions[below]) / (positions[below + 1] - positions[below]), 0.0, 1.0)
+    out = np.empty((n,) + arr.shape[1:], arr.dtype)
+    for j, (i, w) in enumerate(zip(below, weight)):
+        mixed = (1.0 - w) * arr[i].astype(np.float32) + w * arr[i + 1].astype(np.float32)
+        out[j] = np.round(mixed) if np.issubdtype(arr.dtype, np.integer) else mixed
+    even = sitk.GetImageFromArray(out)
+    even.SetSpacing(img.GetSpacing())
+    even.SetOrigin(img.GetOrigin())
+    even.SetDirection(img.GetDirection())
+    steps = np.diff(positions)
+    return even, step, (f"slices unevenly spaced ({steps.min():.2f}..{steps.max():.2f} mm): resampled from "
+                        f"{len(positions)} to {n} slices on an even {step:.2f} mm grid (linear between neighbouring "
+                        "slices), so volumes are measured in physical space")
+
+
 def _name(f) -> str:
     return safe_text(str(f).replace("\\", "/").rsplit("/", 1)[-1], 60)
 
@@ -116,6 +140,10 @@ def apply_slice_geometry(img: sitk.Image, first, headers: list, positions: list,
     along = float(stack @ normal)
     tilt = math.degrees(math.atan2(float(np.linalg.norm(stack - along * normal)), abs(along)))
     sx, sy = img.GetSpacing()[:2]
+    steps = np.diff(positions)
+    if tilt <= TILT_DEGREES and steps.max() - steps.min() > UNEVEN_FRACTION * float(np.median(steps)):
+        img, dz, note = _even_slices(img, np.asarray(positions, float), float(np.median(steps)))
+        warnings.append(note)
     if tilt <= TILT_DEGREES:
         img.SetSpacing((sx, sy, dz))
         img.SetDirection(tuple(np.column_stack([row, col, normal]).ravel()))

@@ -51,9 +51,19 @@ def test_one_slice_without_image_position_is_left_out_not_used_for_spacing(tmp_p
         if i == 5:
             _drop(ds, "ImagePositionPatient")
     ml, result = _lung_ml(copy_dicom(shared_path(*DICOM), tmp_path / "one", edit=one))
-    assert ml == pytest.approx(reference_ml, rel=0.02)  # was +48 % (spacing from a bad pair)
-    assert result.image.array.shape[0] == 78
+    assert ml == pytest.approx(reference_ml, rel=0.01)  # was +48 % (spacing from a bad pair)
+    assert result.image.array.shape[0] == 79  # the left-out slice's place is interpolated
     assert any("1 slice(s) without ImagePositionPatient" in w for w in result.warnings)
+    assert any("resampled from 78 to 79 slices on an even 3.99 mm grid" in w for w in result.warnings)
+
+
+def test_uneven_slices_are_resampled_to_an_even_grid(tmp_path, reference_ml):
+    """Missing slices and a section of thicker slices: each slice counts for the thickness it really has."""
+    keep = [i for i in range(79) if not (30 <= i < 50 and i % 2)]  # 20..50: every other slice (7.97 mm)
+    ml, result = _lung_ml(copy_dicom(shared_path(*DICOM), tmp_path / "uneven", files=keep))
+    assert ml == pytest.approx(reference_ml, rel=0.01)
+    assert result.image.array.shape[0] == 79 and result.image.spacing[2] == pytest.approx(3.987, abs=0.01)
+    assert any("slices unevenly spaced (3.99..7.98 mm): resampled from 69 to 79" in w for w in result.warnings)
 
 
 def test_first_two_slices_without_position_sibling(tmp_path, reference_ml):
@@ -97,7 +107,7 @@ def test_slices_of_two_sizes_keep_the_dominant_size_or_say_so(tmp_path):
         if i == 3:
             ds.Rows, ds.PixelData = 32, ds.PixelData[: len(ds.PixelData) // 2]
     image = read_image(copy_dicom(shared_path(*DICOM), tmp_path / "sizes", edit=smaller))
-    assert image.array.shape == (78, 64, 64)
+    assert image.array.shape == (79, 64, 64)  # the left-out slice's place is interpolated
     assert any("mixed slice sizes: 1 slices" in w for w in image.meta["warnings"])
 
     def half(ds, i):
