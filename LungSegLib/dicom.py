@@ -21,6 +21,7 @@ from .limits import check_size, safe_text, special_file_kind, utf8_name
 from .sitk_io import from_sitk_any, sitk_read
 
 SERIES_SEP = "::"
+MAX_GAP_STEPS, MAX_GAP_MM = 10, 30.0  # a gap beyond both is refused, smaller ones are interpolated
 RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX", "XA")
 HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "SOPInstanceUID",
                "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "NumberOfFrames", "SliceThickness",
@@ -252,6 +253,11 @@ def order_slices(folder: Path, files: list) -> tuple:
         steps = np.diff([p for p, _, _ in kept])
         typical = float(np.median(steps))
         worst = int(np.argmax(steps))
+        if typical > 0 and steps[worst] > max(MAX_GAP_STEPS * typical, MAX_GAP_MM):
+            raise LungSegError(f"{folder}: the series has a gap of {steps[worst]:.1f} mm (about "
+                               f"{int(round(steps[worst] / typical)) - 1} missing slices of {typical:.2f} mm) after "
+                               f"slice position {kept[worst][0]:.1f} mm: too large to interpolate; expected a complete "
+                               "series (two separate stacks? give each as its own folder)")
         if typical > 0 and steps[worst] > 1.5 * typical:
             n_big = int((steps > 1.5 * typical).sum())
             warnings.append(f"missing slices or uneven spacing: gap of {steps[worst]:.2f} mm at slice position "

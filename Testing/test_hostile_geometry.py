@@ -211,3 +211,9 @@ def test_spacing_in_the_wrong_unit_is_refused(spacing, words):
     image, _, _ = phantom()
     image.spacing = spacing
     raises(lambda: segment_image(image, HU), words)
+
+
+def test_a_gap_too_large_to_interpolate_is_refused(tmp_path):
+    keep = [i for i in range(79) if not 30 <= i < 45]  # 15 slices (60 mm) missing
+    folder = copy_dicom(shared_path(*DICOM), tmp_path / "hole", files=keep)
+    raises(lambda: read_image(folder), "gap of 63.8 mm", "15 missing slices", "too large to interpolate")
