@@ -3,101 +3,46 @@ and the others go on; outputs are atomic; a finished case is never overwritten w
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
-import shutil
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
-from .errors import LungSegError
-from .io import case_name, list_cases, unique_names, write_text
+from .errors import LungSegError, os_error_message
+from .io import case_name, list_cases
+from .outdir import ERROR_COLUMNS, LOCK_NAME, OutputFolder  # noqa: F401 (ERROR_COLUMNS, LOCK_NAME were here)
 from .pipeline import run_case
-from .report import csv_rows, rows_to_csv, write_case
-
-ERROR_COLUMNS = ["case", "input", "error"]
-LOCK_NAME = ".lungseg.lock"
+from .report import write_case
 
 
-PARTIAL = re.compile(r"^\..+\.(partial|old)-[A-Za-z0-9_]+$")  # our temporary case folders
-PART_FILE = re.compile(r"^\..+\.part(\.[A-Za-z0-9.]+)?$")     # atomic_path's temporary files
+def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True,
+              case_writer=None, prog="lungseg", tracebacks=True) -> dict:
+    """``case_writer(case, path, params, progress)`` segments one case and returns ``write(folder) -> report``
+    (default: :func:`pipeline.run_case` and :func:`report.write_case`; the Slicer batch script passes its own,
+    its ``prog`` name for the stderr lines, and ``tracebacks=False``: a failed case is one line there)."""
+    with OutputFolder(outdir) as out:  # the OUTDIR contract: lock, owned temporaries, stable case folders
+        return _run_batch(inputs, out, params, overwrite, resume, show_progress, case_writer or _cli_case,
+                          prog, tracebacks)
 
 
-def remove_stale_partials(outdir: Path) -> int:
-    """Remove what an interrupted run (kill -9, power cut) left: hidden temporary case folders and files.
-    Only names LungSeg itself creates are touched."""
-    n = 0
-    for entry in outdir.iterdir():
-        if entry.is_dir() and not entry.is_symlink() and PARTIAL.match(entry.name):
-            shutil.rmtree(entry, ignore_errors=True)
-            n += 1
-        elif entry.is_file() and PART_FILE.match(entry.name):
-            entry.unlink(missing_ok=True)
-            n += 1
-    return n
+def _cli_case(case, path, params, progress):
+    result = run_case(path, params, progress=progress)
+    return lambda folder: write_case(result, case, folder)
 
 
-def write_case_atomically(result, case: str, case_dir: Path) -> dict:
-    """Write every file of a case into a hidden temporary folder beside it, then rename the folder into
-    place: OUTDIR/<case> is either absent, the previous complete result, or the new complete result."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{case}.partial-", dir=case_dir.parent))
-    try:
-        report = write_case(result, case, tmp)
-        old = None
-        if case_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{case}.old-", dir=case_dir.parent))
-            case_dir.replace(old / "case")
-        tmp.replace(case_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return report
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def outdir_lock(outdir: Path):
-    """One batch at a time per OUTDIR (so removing another run's temporary folders is safe). The lock is an
-    advisory ``flock`` the kernel releases when the process dies, even by kill -9; no-op where unsupported."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; run one batch per OUTDIR
-        yield
-        return
-    path = outdir / LOCK_NAME
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise LungSegError(f"{outdir}: another lungseg batch is writing to this folder; wait for it to end "
-                               "or choose another output folder") from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True) -> dict:
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    with outdir_lock(outdir):
-        return _run_batch(inputs, outdir, params, overwrite, resume, show_progress)
-
-
-def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress) -> dict:
-    remove_stale_partials(outdir)
+def _run_batch(inputs, out: OutputFolder, params, overwrite, resume, show_progress, case_writer, prog,
+               tracebacks) -> dict:
+    outdir = out.path
     cases, errors = [], []
     for raw in inputs:  # a bad input path is one failed case, not the end of the batch
         try:
-            cases.extend(list_cases([raw]))
-        except LungSegError as e:
-            errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": str(e)})
-    cases = unique_names(cases)
-    rows, ok, skipped = [], 0, 0
+            cases.extend(list_cases([raw], unique=False))
+        except (LungSegError, OSError) as e:  # OSError: e.g. a folder that cannot be listed
+            msg = str(e) if isinstance(e, LungSegError) else f"cannot read ({os_error_message(e)})"
+            errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": msg})
+            print(f"{prog}: input {raw} failed: {msg}", file=sys.stderr)
+    cases = out.assign(cases)  # unique in this run and stable across runs
+    previous, tried = out.previous_errors(), {c for c, _ in cases} | {e["case"] for e in errors}
+    ok, skipped = 0, 0
     bar = _progress_bar(len(cases), show_progress)
     for case, path in cases:
         case_dir = outdir / case
@@ -106,8 +51,6 @@ def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress) -
             if not case_dir.resolve().is_relative_to(outdir.resolve()):
                 raise LungSegError(f"case name {case!r} would write outside {outdir}")
             if done.exists() and not overwrite:
-                finished = csv_rows(case, json.loads(done.read_text()))
-                rows.extend(finished)  # still on disk: measurements.csv keeps listing it
                 if not resume:
                     raise LungSegError(f"{done} exists; pass --overwrite to replace it or --resume to skip it")
                 skipped += 1
@@ -116,24 +59,25 @@ def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress) -
                 raise LungSegError(f"{case_dir} exists but holds no finished case; pass --resume or --overwrite "
                                    "to replace it")
             bar.set_description(case[:30])
-            result = run_case(path, params, progress=_slice_progress(bar, case))
-            rows.extend(csv_rows(case, write_case_atomically(result, case, case_dir)))
+            out.write_case(case, case_writer(case, path, params, _slice_progress(bar, case)))
             ok += 1
         except LungSegError as e:
             errors.append({"case": case, "input": str(path), "error": str(e)})
-            print(f"lungseg: case {case} failed: {e}", file=sys.stderr)
+            print(f"{prog}: case {case} failed: {e}", file=sys.stderr)
+        except OSError as e:  # a full disk, a read-only or vanished folder: say which, go on
+            msg = f"cannot read or write ({os_error_message(e)})"
+            errors.append({"case": case, "input": str(path), "error": msg})
+            print(f"{prog}: case {case} failed: {msg}", file=sys.stderr)
         except Exception as e:  # a bug must not stop the batch either; keep its traceback for the report
             msg = f"internal error {type(e).__name__}: {e}"
             errors.append({"case": case, "input": str(path), "error": msg})
-            print(f"lungseg: case {case} failed: {msg}\n{traceback.format_exc(limit=3)}", file=sys.stderr)
+            trace = f"\n{traceback.format_exc(limit=3)}" if tracebacks else ""
+            print(f"{prog}: case {case} failed: {msg}{trace}", file=sys.stderr)
         finally:
             bar.update(1)
-            write_text(outdir / "measurements.csv", rows_to_csv(rows))
+            out.write_summaries(errors, tried, previous)
     bar.close()
-    if errors:
-        write_text(outdir / "errors.csv", rows_to_csv(errors, ERROR_COLUMNS))
-    elif (outdir / "errors.csv").exists():
-        (outdir / "errors.csv").unlink()
+    out.write_summaries(errors, tried, previous)
     return {"ok": ok, "skipped": skipped, "failed": len(errors), "errors": errors}
 
 

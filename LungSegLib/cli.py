@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import LungSegError
+from .errors import LungSegError, os_error_message
+from .interrupt import INTERRUPTED, terminate_as_interrupt
 from .params import ARCHS, DEVICES, ENGINES, Parameters
 
 EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE = 0, 1, 2
@@ -60,12 +61,19 @@ def main(argv=None) -> int:
             return EXIT_USAGE
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "info":
-            return cmd_info()
-        return cmd_segment(args)
+        with terminate_as_interrupt():
+            if args.command == "info":
+                return cmd_info()
+            return cmd_segment(args)
     except LungSegError as e:
         print(f"lungseg: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        print(f"lungseg: {INTERRUPTED}", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    except OSError as e:  # the environment (disk full, folder removed...): one line, no traceback
+        print(f"lungseg: error: {os_error_message(e)}", file=sys.stderr)
+        return EXIT_CASE_FAILED
 
 
 def cmd_info() -> int:
@@ -112,6 +120,8 @@ def _params(args) -> Parameters:
 def cmd_segment(args) -> int:
     from .batch import run_batch
 
+    if not str(args.output).strip():
+        raise LungSegError("empty output folder (-o ''); expected a folder name")
     params = _params(args)
     summary = run_batch(args.inputs, Path(args.output), params, overwrite=args.overwrite, resume=args.resume,
                         show_progress=not args.quiet)

@@ -7,6 +7,7 @@ and says so in a warning; the user can pick a series with ``FOLDER::SeriesInstan
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -14,14 +15,18 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, check_pixel_spacing, slice_positions
 from .errors import LungSegError
-from .limits import check_size, safe_text
+from .limits import check_size, safe_text, special_file_kind, utf8_name
+from .sitk_io import from_sitk_any, sitk_read
 
 SERIES_SEP = "::"
+MAX_GAP_STEPS, MAX_GAP_MM = 10, 30.0  # a gap beyond both is refused, smaller ones are interpolated
 RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX", "XA")
 HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "SOPInstanceUID",
                "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "NumberOfFrames", "SliceThickness",
-               "SamplesPerPixel", "BitsAllocated"]
+               "SamplesPerPixel", "BitsAllocated", "PixelSpacing", "SliceLocation",
+               "PixelPaddingValue", "RescaleSlope", "RescaleIntercept"]
 
 
 def split_series(raw) -> tuple:
@@ -34,6 +39,8 @@ def split_series(raw) -> tuple:
 
 
 def is_dicom_file(path: Path) -> bool:
+    if special_file_kind(path):  # a FIFO would block the open below
+        return False
     try:
         with open(path, "rb") as f:
             f.seek(128)
@@ -44,6 +51,13 @@ def is_dicom_file(path: Path) -> bool:
 
 def dicom_series(folder: Path) -> dict:
     """Series UID -> file names of the DICOM series directly inside ``folder``."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return {}
+    if any(special_file_kind(p) or not utf8_name(p) for p in entries):  # GDCM loses files beside a FIFO and
+        return _series_by_header([p for p in sorted(entries)          # aborts on a non-UTF-8 name
+                                  if not special_file_kind(p) and utf8_name(p) and p.is_file()])
     reader = sitk.ImageSeriesReader()
     out = {}
     try:
@@ -52,6 +66,42 @@ def dicom_series(folder: Path) -> dict:
     except RuntimeError:
         return {}
     return out
+
+
+def _series_by_header(files: list) -> dict:
+    """Series UID -> files, grouped from the headers of files with the DICOM preamble (pydicom)."""
+    out = {}
+    for f in files:
+        if not is_dicom_file(f):
+            continue
+        try:
+            ds = read_header(f)
+        except LungSegError:
+            continue
+        if "PixelData" in ds or "Rows" in ds:
+            out.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(str(f))
+    return out
+
+
+def dicomdir_of(folder: Path) -> Path | None:
+    """The DICOMDIR file of a DICOM CD/DVD layout (DICOMDIR beside PT*/ST*/SE* or DICOM/ subfolders)."""
+    try:
+        return next((p for p in Path(folder).iterdir() if p.name.upper() == "DICOMDIR" and p.is_file()), None)
+    except OSError:
+        return None
+
+
+def dicomdir_series_folders(folder: Path, max_depth: int = 8) -> list:
+    """Every folder under a DICOM CD layout that holds a DICOM series (a walk that follows no links; the
+    DICOMDIR's own records are not needed: each leaf folder is read like a series folder)."""
+    found, root_depth = [], len(Path(folder).parts)
+    for here, dirs, _ in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if len(Path(here).parts) - root_depth >= max_depth:
+            dirs[:] = []
+        if Path(here) != Path(folder) and dicom_series(Path(here)):
+            found.append(Path(here))
+    return found
 
 
 def read_header(path):
@@ -97,6 +147,13 @@ def _series_summary(uid: str, files: list) -> dict:
 def choose_series(folder: Path, wanted: str | None = None) -> tuple:
     """(uid, files, warnings): the series the user asked for, or the non-scout CT series with most files."""
     series = dicom_series(folder)
+    if not series and dicomdir_of(folder):
+        folders = dicomdir_series_folders(folder)
+        if len(folders) == 1:
+            return choose_series(folders[0], wanted)
+        names = ", ".join(safe_text(f.relative_to(folder), 80) for f in folders[:5]) or "none"
+        raise LungSegError(f"{folder}: DICOM CD layout (DICOMDIR) with {len(folders)} series folders ({names}); "
+                           "give one series folder, or the whole folder to 'lungseg segment' (one case per series)")
     if not series:
         raise LungSegError(f"{folder}: folder holds no DICOM series; expected DICOM files of one CT series")
     in_series = {Path(f).name for files in series.values() for f in files}
@@ -122,14 +179,36 @@ def choose_series(folder: Path, wanted: str | None = None) -> tuple:
     return best["uid"], best["files"], warnings
 
 
-def _normal(orientation) -> np.ndarray:
-    o = np.asarray(orientation, float)
-    return np.cross(o[:3], o[3:])
+def _keep_dominant(folder, headers: list, key, what: str, label: str) -> tuple:
+    """Keep the slices sharing the most common ``key`` (at least 75 % of them); refuse a series without one."""
+    groups = Counter(key(h) for _, h in headers)
+    if len(groups) == 1:
+        return headers, []
+    main, count = groups.most_common(1)[0]
+    if count < 0.75 * len(headers):
+        raise LungSegError(f"{folder}: series mixes {len(groups)} {what} with no dominant one "
+                           f"({dict(groups.most_common(3))}); expected one per series")
+    kept = [(f, h) for f, h in headers if key(h) == main]
+    return kept, [f"mixed {label}: {len(headers) - count} slices with another one ignored; kept {count} slices "
+                  f"with {list(main) if isinstance(main, tuple) else main}"]
+
+
+def _orientation(ds):
+    o = getattr(ds, "ImageOrientationPatient", None)
+    try:
+        return tuple(float(v) for v in np.round(np.asarray(o, float), 3)) if o is not None else "no orientation"
+    except (TypeError, ValueError):
+        return "unreadable orientation"
+
+
+def _size(ds):
+    return (int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0))
 
 
 def order_slices(folder: Path, files: list) -> tuple:
-    """Sort the files of one series along the slice normal; drop other orientations (when a dominant one
-    exists) and duplicate instances; warn about gaps. Returns (files, headers of the first file, warnings)."""
+    """Sort the files of one series along the slice normal; drop other sizes and orientations (when a dominant
+    one exists), slices without a position and duplicate instances; warn about gaps. Returns (files, header
+    of the first file, warnings, geometry for :func:`apply_slice_geometry` or None)."""
     headers = [(f, read_header(f)) for f in files]
     first = headers[0][1]
     check_size(folder, (int(getattr(first, "Columns", 0) or 0), int(getattr(first, "Rows", 0) or 0),
@@ -145,51 +224,52 @@ def order_slices(folder: Path, files: list) -> tuple:
     if scouts:
         headers = [(f, h) for f, h in headers if not is_localizer(h)]
         warnings.append(f"{len(scouts)} scout/localiser images ignored")
-    with_geo = [(f, h) for f, h in headers if "ImageOrientationPatient" in h and "ImagePositionPatient" in h]
-    if len(with_geo) < len(headers):
-        return [f for f, _ in headers], headers[0][1], warnings  # no geometry: let ITK decide the order
-    groups = Counter(tuple(np.round(np.asarray(h.ImageOrientationPatient, float), 3)) for _, h in headers)
-    if len(groups) > 1:
-        main, count = groups.most_common(1)[0]
-        if count < 0.75 * len(headers):
-            raise LungSegError(f"{folder}: series mixes {len(groups)} slice orientations with no dominant one "
-                               f"({dict(groups.most_common(3))}); expected one orientation per series")
-        headers = [(f, h) for f, h in headers
-                   if tuple(np.round(np.asarray(h.ImageOrientationPatient, float), 3)) == main]
-        warnings.append(f"mixed orientations: {sum(groups.values()) - count} slices with another orientation "
-                        f"ignored; kept {count} slices with orientation {list(main)}")
-    normal = _normal(headers[0][1].ImageOrientationPatient)
-    pos = [(float(np.dot(normal, np.asarray(h.ImagePositionPatient, float))), f, h) for f, h in headers]
-    pos.sort(key=lambda t: t[0])
+    modality = str(getattr(headers[0][1], "Modality", "")).upper()
+    if len(headers) < 2 or modality in RADIOGRAPH_MODALITIES:
+        return [f for f, _ in headers], headers[0][1], warnings, None
+    headers, more = _keep_dominant(folder, headers, _size, "slice sizes (columns x rows)", "slice sizes")
+    warnings += more
+    headers, more = _keep_dominant(folder, headers, _orientation, "slice orientations", "orientations")
+    warnings += more
+    check_pixel_geometry(folder, headers[0][1])
+    headers, positions, source, more = slice_positions(folder, headers)
+    warnings += more
+    pos = sorted(zip(positions, range(len(headers))), key=lambda t: t[0])
     kept, seen_uid, dups = [], set(), 0
-    for p, f, h in pos:
+    for p, i in pos:
+        f, h = headers[i]
         uid = str(getattr(h, "SOPInstanceUID", f))
         if uid in seen_uid or (kept and abs(p - kept[-1][0]) < 1e-3):
             dups += 1
             continue
         seen_uid.add(uid)
         kept.append((p, f, h))
+    if len(kept) == 1:
+        raise LungSegError(f"{folder}: all {len(headers)} slices share one position ({kept[0][0]:.2f} mm along the "
+                           f"slice normal, from {source}); expected slices at distinct positions")
     if dups:
         warnings.append(f"{dups} duplicate instances (same SOP instance UID or slice position) ignored")
     if len(kept) >= 3:
         steps = np.diff([p for p, _, _ in kept])
         typical = float(np.median(steps))
         worst = int(np.argmax(steps))
+        if typical > 0 and steps[worst] > max(MAX_GAP_STEPS * typical, MAX_GAP_MM):
+            raise LungSegError(f"{folder}: the series has a gap of {steps[worst]:.1f} mm (about "
+                               f"{int(round(steps[worst] / typical)) - 1} missing slices of {typical:.2f} mm) after "
+                               f"slice position {kept[worst][0]:.1f} mm: too large to interpolate; expected a complete "
+                               "series (two separate stacks? give each as its own folder)")
         if typical > 0 and steps[worst] > 1.5 * typical:
             n_big = int((steps > 1.5 * typical).sum())
             warnings.append(f"missing slices or uneven spacing: gap of {steps[worst]:.2f} mm at slice position "
                             f"{kept[worst][0]:.1f} mm (expected {typical:.2f} mm; {n_big} such gaps); "
-                            "the volume is read as evenly spaced, so volumes near the gap are approximate")
-        elif typical > 0 and (steps.max() - steps.min()) > 0.1 * typical:
-            warnings.append(f"uneven slice spacing {steps.min():.2f}..{steps.max():.2f} mm")
-    return [f for _, f, _ in kept], kept[0][2], warnings
+                            "the gap is filled by interpolation between its neighbouring slices")
+    geometry = ([(f, h) for _, f, h in kept], [p for p, _, _ in kept], source)
+    return [f for _, f, _ in kept], kept[0][2], warnings, geometry
 
 
 def read_dicom_folder(folder: Path, wanted: str | None = None):
-    from .io import from_sitk_any, sitk_read
-
     uid, files, warnings = choose_series(folder, wanted)
-    files, first, more = order_slices(folder, files)
+    files, first, more, geometry = order_slices(folder, files)
     warnings += more
     rows, cols = int(getattr(first, "Rows", 0) or 0), int(getattr(first, "Columns", 0) or 0)
     frames = int(getattr(first, "NumberOfFrames", 1) or 1)
@@ -197,6 +277,12 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     img = sitk_read(reader.Execute, folder)
+    if geometry is not None and frames == 1:
+        try:
+            img, more = apply_slice_geometry(img, first, *geometry)
+        except LungSegError as e:
+            raise LungSegError(f"{folder}: {e}") from None
+        warnings += more
     modality = str(getattr(first, "Modality", "")).upper()
     image = from_sitk_any(img, folder, single_slice_ct=modality != "" and modality not in RADIOGRAPH_MODALITIES)
     _dicom_meta(image, first)
@@ -206,8 +292,6 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
 
 
 def read_dicom_file(path: Path):
-    from .io import from_sitk_any, sitk_read
-
     ds = read_header(path)
     modality = str(getattr(ds, "Modality", "")).upper()
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -219,6 +303,8 @@ def read_dicom_file(path: Path):
 
         image = read_dicom_radiograph(path)
     else:  # CT (or MR, PT...): a volume, even when it is one slice, so CT engines can say what is wrong
+        if "PixelSpacing" in ds:
+            check_pixel_spacing(path, ds)  # ITK would read a zero pixel size as 1 mm
         img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
         image = from_sitk_any(img, path, single_slice_ct=True)
     _dicom_meta(image, ds)
@@ -231,3 +317,6 @@ def _dicom_meta(image, ds) -> None:
     image.meta["series_description"] = safe_text(getattr(ds, "SeriesDescription", ""))
     if is_localizer(ds):
         image.meta["scout"] = True
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        image.meta["scaling"] = (f"DICOM RescaleSlope {safe_text(getattr(ds, 'RescaleSlope', 1), 20)}, "
+                                 f"RescaleIntercept {safe_text(getattr(ds, 'RescaleIntercept', 0), 20)}")

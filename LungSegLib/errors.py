@@ -10,3 +10,9 @@ class LungSegError(Exception):
 
 class CancelledError(LungSegError):
     """The progress callback asked to stop."""
+
+
+def os_error_message(e: OSError) -> str:
+    """An OSError in words, without a traceback: 'No space left on device: /out/x.nii.gz'."""
+    text = e.strerror or str(e) or type(e).__name__
+    return f"{text}: {e.filename}" if getattr(e, "filename", None) else text

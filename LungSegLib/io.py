@@ -6,22 +6,25 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from .dicom import SERIES_SEP, dicom_series, is_dicom_file, read_dicom_file, read_dicom_folder, split_series
+from .dicom import (SERIES_SEP, dicom_series, dicomdir_of, dicomdir_series_folders, is_dicom_file, read_dicom_file,
+                    read_dicom_folder, split_series)
 from .errors import LungSegError
+from .geometry import check_nifti_geometry, nifti_scaling, orthogonalize
 from .image import CT, CXR, Image
-from .limits import check_volume_header, safe_text
+from .limits import check_volume_header, require_regular, safe_text, special_file_kind, utf8_name
+from .sitk_io import from_sitk_any, sitk_read
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 DICOM_SUFFIXES = (".dcm", ".dicom", "")
 SKIP_NAMES = ("lungs.seg.nrrd",)
-sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK prints warnings to stderr; we report our own
 
 RIGHT, LEFT = 1, 2
 SEGMENTS = (  # label value, segment ID, name, colour (Slicer's generic anatomy colours), SNOMED modifier
@@ -60,20 +63,28 @@ def sanitize_name(name: str, max_len: int = 100) -> str:
 
 
 # ----------------------------------------------------------------------------------------- discovery
-def list_cases(inputs) -> list:
+def list_cases(inputs, unique: bool = True) -> list:
     """Expand CLI inputs into ``(case_name, path)`` pairs: files, DICOM series folders (``FOLDER::UID`` picks
-    one series), folders of cases."""
+    one series), folders of cases. ``unique=False`` leaves equal names for the caller to settle (the batch
+    settles them against what OUTDIR already holds)."""
     cases = []
     for raw in inputs:
+        if not str(raw).strip():
+            raise LungSegError("empty input path; expected an image file, a DICOM series folder or a folder of cases")
         path, uid = split_series(raw)
         if not path.exists():
             raise LungSegError(f"{safe_text(path, 300)}: no such file or folder")
+        require_regular(path)
         if uid is not None:
             if not path.is_dir():
                 raise LungSegError(f"{path}: '{SERIES_SEP}UID' needs a DICOM folder; got a file")
             cases.append((sanitize_name(f"{path.name}_{uid[-12:]}"), str(raw)))
+        elif path.is_file() and path.name.upper() == "DICOMDIR":  # the DICOMDIR file: its CD layout
+            cases.extend(_dicomdir_cases(path.parent))
         elif path.is_file():
             cases.append((case_name(path), path))
+        elif dicomdir_of(path) and not dicom_series(path):
+            cases.extend(_dicomdir_cases(path))
         elif dicom_series(path):
             cases.append((sanitize_name(path.name), path))
         else:
@@ -82,9 +93,13 @@ def list_cases(inputs) -> list:
             for child in children:
                 if child.name.startswith(".") or child.name in SKIP_NAMES:
                     continue
-                if child.is_dir():
+                if special_file_kind(child) or not utf8_name(child):  # reported as a failed case, never opened
+                    found.append((case_name(child), child))
+                elif child.is_dir():
                     if dicom_series(child):
                         found.append((sanitize_name(child.name), child))
+                    elif dicomdir_of(child):
+                        found.extend(_dicomdir_cases(child))
                 elif suffix_of(child) in VOLUME_SUFFIXES + PICTURE_SUFFIXES or is_dicom_file(child):
                     found.append((case_name(child), child))
             if not found:
@@ -92,7 +107,16 @@ def list_cases(inputs) -> list:
                 raise LungSegError(f"{path}: folder {what} (expected {', '.join(VOLUME_SUFFIXES + PICTURE_SUFFIXES)} "
                                    "files, DICOM files or DICOM series folders)")
             cases.extend(found)
-    return unique_names(cases)
+    return unique_names(cases) if unique else cases
+
+
+def _dicomdir_cases(folder: Path) -> list:
+    """One case per series folder of a DICOM CD layout, named after the CD folder and the series' path."""
+    folders = dicomdir_series_folders(folder)
+    if not folders:
+        raise LungSegError(f"{folder}: DICOM CD layout (DICOMDIR) without any readable DICOM series in its "
+                           "subfolders; expected image files under it")
+    return [(sanitize_name(f"{folder.name}_{'_'.join(f.relative_to(folder).parts)}"), f) for f in folders]
 
 
 def unique_names(cases) -> list:
@@ -117,6 +141,9 @@ def read_image(path, modality: str = "auto") -> Image:
     path, uid = split_series(path)
     if not path.exists():
         raise LungSegError(f"{safe_text(path, 300)}: no such file or folder")
+    require_regular(path)
+    if path.is_file() and path.name.upper() == "DICOMDIR":
+        path = path.parent
     if path.is_dir():
         image = read_dicom_folder(path, uid)
     else:
@@ -136,66 +163,17 @@ def read_image(path, modality: str = "auto") -> Image:
     return image
 
 
-def sitk_read(fn, path):
-    try:
-        return fn()
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
-        raise LungSegError(f"{path}: cannot be read as an image ({first[:200]}); expected a complete NIfTI, NRRD, "
-                           "MetaImage or DICOM image") from None
-
-
-def from_sitk_any(img: sitk.Image, path, single_slice_ct: bool | None = None) -> Image:
-    """SimpleITK image -> :class:`Image`. A one-slice volume stays a CT slice when ``single_slice_ct`` (DICOM
-    CT) or, when unknown (None), when its values look like HU; otherwise it is a radiograph stored as a volume."""
-    if img.GetDimension() == 4:
-        if img.GetSize()[3] != 1:
-            raise LungSegError(f"{path}: 4D image of size {img.GetSize()}; expected a 3D CT volume or a 2D radiograph")
-        img = sitk.Extract(img, list(img.GetSize()[:3]) + [0], [0, 0, 0, 0])
-    if img.GetNumberOfComponentsPerPixel() > 1:
-        n = img.GetNumberOfComponentsPerPixel()
-        if img.GetDimension() == 3 and img.GetSize()[2] == 1:
-            img = img[:, :, 0]
-        if img.GetDimension() == 2:
-            img = sitk.VectorIndexSelectionCast(img, 0) if n < 3 else _rgb_to_grey(img)
-        else:
-            raise LungSegError(f"{path}: {n}-component volume (e.g. RGB); expected a single-component CT volume")
-    dim = img.GetDimension()
-    if dim == 3 and img.GetSize()[2] == 1:
-        arr = sitk.GetArrayViewFromImage(img)
-        keep_ct = single_slice_ct if single_slice_ct is not None else float(np.percentile(arr, 1)) < -500
-        if not keep_ct:  # a radiograph stored as a one-slice volume
-            image = Image.from_sitk(img[:, :, 0], modality=CXR)
-            image.meta["single_slice"] = True
-            return image
-        image = Image.from_sitk(img, modality=CT)
-        image.meta["single_slice"] = True
-        return image
-    return Image.from_sitk(img, modality=CT if dim == 3 else CXR)
-
-
-_sitk_read, _from_sitk_any = sitk_read, from_sitk_any  # former private names
-
-
-def _rgb_to_grey(img: sitk.Image) -> sitk.Image:
-    arr = sitk.GetArrayFromImage(img).astype(np.float32)
-    grey = sitk.GetImageFromArray(arr[..., :3].mean(axis=-1))
-    grey.CopyInformation(sitk.VectorIndexSelectionCast(img, 0))
-    return grey
-
-
 def _read_sitk(path: Path) -> Image:
     check_volume_header(path)  # size / dimension / components from the header, before reading pixels
     img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
-    return from_sitk_any(img, path)
-
-
-def _read_dicom_folder(folder: Path) -> Image:
-    return read_dicom_folder(folder)
-
-
-def _read_dicom_file(path: Path) -> Image:
-    return read_dicom_file(path)
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        img = check_nifti_geometry(path, img)
+    img, warnings = orthogonalize(img, path)
+    image = from_sitk_any(img, path)
+    image.meta.setdefault("warnings", []).extend(warnings)
+    if str(path).lower().endswith((".nii", ".nii.gz")) and (scaling := nifti_scaling(path)):
+        image.meta["scaling"] = scaling
+    return image
 
 
 def _read_picture(path: Path) -> Image:
@@ -205,8 +183,16 @@ def _read_picture(path: Path) -> Image:
 
 
 # ----------------------------------------------------------------------------------------- writing
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def current_umask() -> int:
+    """The process umask (read and restored: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = current_umask()
+RUN_TOKEN = secrets.token_hex(6)  # names this process's temporary files: .lungseg-<token>.*
+TEMP_PREFIX = ".lungseg-"
 
 
 @contextlib.contextmanager
@@ -215,11 +201,11 @@ def atomic_path(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     s = suffix_of(path) or path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{s}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{RUN_TOKEN}.{path.name}.", suffix=f".part{s}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the user's normal permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the user's normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -227,8 +213,8 @@ def atomic_path(path):
 
 
 def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+    with atomic_path(path) as tmp:  # names from the file system may hold undecodable bytes: escape them
+        Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def write_labels(path, labels: Image) -> None:

@@ -5,14 +5,33 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from .errors import LungSegError
 
+def _env_voxels(default: int = 1024 * 1024 * 1200) -> int:
+    """LUNGSEG_MAX_VOXELS (a positive integer, e.g. 2e9 or 2000000000); anything else is ignored with a note."""
+    raw = os.environ.get("LUNGSEG_MAX_VOXELS", "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+        if value > 0:
+            return value
+    except (ValueError, OverflowError):
+        pass
+    import sys
+
+    print(f"lungseg: LUNGSEG_MAX_VOXELS={raw[:40]!r} is not a positive number of voxels; using {default:.3g}",
+          file=sys.stderr)
+    return default
+
+
 # A 1024x1024x1200 CT (~1.26e9 voxels). Override with LUNGSEG_MAX_VOXELS (an integer) for bigger machines.
-MAX_VOXELS = int(os.environ.get("LUNGSEG_MAX_VOXELS", 1024 * 1024 * 1200))
+MAX_VOXELS = _env_voxels()
 BYTES_PER_VOXEL_NEEDED = 12  # input + float copy + labels + masks while segmenting and measuring
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -21,6 +40,43 @@ def safe_text(value, max_len: int = 120) -> str:
     """A string from a file, safe to print: no control characters, bounded length."""
     text = _CONTROL.sub("?", str(value if value is not None else ""))
     return text if len(text) <= max_len else text[: max_len - 3] + "..."
+
+
+def special_file_kind(path) -> str | None:
+    """'named pipe (FIFO)', 'character device', ... for what is neither a regular file nor a folder (opening
+    one can block forever or read endless bytes); None otherwise or when it cannot be examined."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def utf8_name(path) -> bool:
+    """False for a path holding bytes that are not UTF-8 (Python keeps them as surrogates; SimpleITK and
+    GDCM abort the whole process on such a name)."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def require_regular(path) -> None:
+    """Refuse a special file, or a name the image libraries cannot take, before anything opens it."""
+    if not utf8_name(path):
+        raise LungSegError(f"{ascii(str(path))[1:-1][:300]}: file name is not valid UTF-8; the image libraries "
+                           "cannot open it (they would abort); rename it")
+    kind = special_file_kind(path)
+    if kind:
+        raise LungSegError(f"{safe_text(path, 300)}: is a {kind}, not a regular file; expected an image file or a "
+                           "folder (LungSeg never opens special files: reading one can block forever)")
 
 
 def available_memory_bytes() -> int | None:
@@ -64,7 +120,7 @@ def volume_header(path: Path) -> dict:
     return {"meta": {k: reader.GetMetaData(k) for k in ("vox_offset", "bitpix") if k in keys},
             "size": tuple(reader.GetSize()), "dimension": reader.GetDimension(),
             "components": reader.GetNumberOfComponents(), "pixel": sitk.GetPixelIDValueAsString(reader.GetPixelID()),
-            "spacing": tuple(reader.GetSpacing())}
+            "spacing": tuple(reader.GetSpacing()), "direction": tuple(reader.GetDirection())}
 
 
 def check_volume_header(path: Path) -> dict:
@@ -78,6 +134,10 @@ def check_volume_header(path: Path) -> dict:
         raise LungSegError(f"{path}: volume has {comps} components per voxel ({h['pixel']}, e.g. RGB or "
                            "vector data); expected a single-component (grey) CT volume")
     check_size(path, size, comps)
+    spacing = h["spacing"]
+    if not all(s > 0 and s < float("inf") for s in spacing):  # also false for NaN
+        raise LungSegError(f"{path}: header gives voxel spacing {tuple(spacing)}; expected positive sizes in mm "
+                           "(a zero or undefined voxel size makes every volume meaningless)")
     if str(path).lower().endswith((".nii", ".nii.gz")) and {"vox_offset", "bitpix"} <= set(h["meta"]):
         check_nifti_complete(path, h)
     return h

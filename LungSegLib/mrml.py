@@ -11,6 +11,8 @@ for any direction (oblique included). A radiograph is a volume with a single sli
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .errors import LungSegError
@@ -19,6 +21,9 @@ from .io import SEGMENTS, segment_terminology
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SPACING_KNOWN_ATTRIBUTE = "LungSeg.SpacingKnown"
+READER_META_ATTRIBUTE = "LungSeg.ReaderMeta"  # JSON of what LungSegLib's reader found about the input
+READER_META_KEYS = ("warnings", "dicom_modality", "image_type", "scout", "single_slice", "scaling", "view",
+                    "series_uid", "series_slices", "input_size", "downscale_factor", "bits", "photometric")
 CT_COLUMNS = ["voxel_count", "volume_ml", "weight_g", "gas_volume_ml", "mean_hu",
               "over_aerated_volume_fraction", "normally_aerated_volume_fraction",
               "poorly_aerated_volume_fraction", "non_aerated_volume_fraction",
@@ -106,9 +111,30 @@ def image_to_volume_node(image: Image, scene, name: str = "", node=None):
     array = image.array[None] if image.ndim == 2 else image.array
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
     node.SetAttribute(SPACING_KNOWN_ATTRIBUTE, "1" if image.spacing_known else "0")
+    reader_meta = {k: image.meta[k] for k in READER_META_KEYS if k in image.meta}
+    if reader_meta:  # what the reader found (warnings, DICOM modality, scout...) travels with the node
+        node.SetAttribute(READER_META_ATTRIBUTE, json.dumps(reader_meta, default=str))
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
     return node
+
+
+def transform_problem(node) -> str | None:
+    """Words for a parent transform that changes voxel sizes (scale, shear, warp; e.g. the acquisition
+    transform Slicer adds to a gantry-tilted series); None for no transform or a rigid one."""
+    transform = node.GetParentTransformNode()
+    if transform is None:
+        return None
+    name = transform.GetName() or transform.GetID()
+    if not transform.IsTransformToWorldLinear():
+        return f"the non-linear transform '{name}'"
+    slicer = _slicer()
+    m = slicer.util.vtkMatrixFromArray(np.eye(4))
+    transform.GetMatrixTransformToWorld(m)
+    a = slicer.util.arrayFromVTKMatrix(m)[:3, :3]
+    if np.abs(a.T @ a - np.eye(3)).max() > 1e-4:
+        return f"the transform '{name}', which scales or shears"
+    return None
 
 
 def volume_node_to_image(node) -> Image:
@@ -116,6 +142,11 @@ def volume_node_to_image(node) -> Image:
     slicer = _slicer()
     if node is None or node.GetImageData() is None:
         raise LungSegError("the input volume node is missing or holds no image data")
+    problem = transform_problem(node)
+    if problem:
+        raise LungSegError(f"volume '{node.GetName()}' is under {problem}, so its voxels are not the size the "
+                           "volume says and every measurement would be wrong; harden the transform (Data module, "
+                           "right-click the transform, 'Harden transform') or remove it")
     array = np.array(slicer.util.arrayFromVolume(node))
     if array.ndim == 4:  # colour volume (e.g. an RGB radiograph picture): use the grey mean
         array = array[..., :3].mean(axis=-1).astype(np.float32)
@@ -126,6 +157,10 @@ def volume_node_to_image(node) -> Image:
     direction = lps[:3, :3] / spacing
     known = node.GetAttribute(SPACING_KNOWN_ATTRIBUTE) != "0"
     meta = {"source": node.GetName() or node.GetID()}
+    try:
+        meta.update(json.loads(node.GetAttribute(READER_META_ATTRIBUTE) or "{}"))
+    except ValueError:
+        pass
     if array.shape[0] == 1:
         return Image(array[0], spacing=tuple(spacing[:2]), origin=tuple(lps[:2, 3]),
                      direction=tuple(direction[:2, :2].ravel()), modality=CXR, spacing_known=known, meta=meta)

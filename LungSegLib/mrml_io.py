@@ -15,6 +15,8 @@ from pathlib import Path
 from .errors import LungSegError
 from .image import CT, CXR
 from .dicom import split_series
+from .geometry import storage_node_safe
+from .limits import require_regular
 from .io import VOLUME_SUFFIXES, atomic_path, case_name, read_image, suffix_of
 from .mrml import (image_to_volume_node, labels_to_segmentation_node, measurements_to_table_node,
                    volume_node_to_image, _slicer)
@@ -23,14 +25,19 @@ from .params import Parameters
 
 def load_volume(path, scene, name: str = "", modality: str = "auto"):
     """Load a CT volume file (NRRD/NIfTI/MHA) through the volume archetype storage node; a DICOM series
-    folder (``FOLDER::SeriesInstanceUID`` picks one series, as ``lungseg segment`` does) or a radiograph
-    (picture or DICOM file) through LungSegLib's readers; returns the node."""
+    folder (``FOLDER::SeriesInstanceUID`` picks one series, as ``lungseg segment`` does), a sheared volume
+    file or a radiograph (picture or DICOM file) through LungSegLib's readers (their geometry checks);
+    returns the node."""
     slicer = _slicer()
     folder, uid = split_series(path)
     if not folder.exists():
         raise LungSegError(f"{folder}: no such file or folder")
+    require_regular(folder)
     name = name or case_name(folder)
-    if folder.is_dir() or uid is not None or suffix_of(folder) not in VOLUME_SUFFIXES:
+    # DICOM series go through LungSegLib's reader (slice positions from the tags, tilt resampled, slices
+    # without a position left out: the storage node would guess), so do files whose axes are sheared
+    if (folder.is_dir() or uid is not None or suffix_of(folder) not in VOLUME_SUFFIXES
+            or not storage_node_safe(folder)):
         return image_to_volume_node(read_image(path, modality), scene, name)  # same reader as the CLI
     first_file = str(folder)
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)

@@ -5,12 +5,15 @@ The CLI flags, the Slicer parameter node (``LungSeg/LungSeg.py``) and the tests 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 
 ENGINES = ("auto", "hu", "ct2d", "ct3d", "cxr")
 ARCHS = ("auto", "unet", "resunet")
 DEVICES = ("auto", "cpu", "cuda")
 MODALITIES = ("auto", "CT", "CXR")
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))  # more threads than this only slows torch down (or crashes it)
+MAX_BATCH = 1024
 
 
 @dataclass
@@ -34,8 +37,15 @@ class Parameters:
                 raise LungSegError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if not (0.5 <= float(self.density) <= 2.0):
             raise LungSegError(f"density must be between 0.5 and 2.0 g/mL; got {self.density}")
-        if int(self.threads) < 0 or int(self.batch_size) < 1:
-            raise LungSegError("threads must be >= 0 and batch_size >= 1")
+        if not 0 <= int(self.threads) <= MAX_THREADS:
+            raise LungSegError(f"threads must be between 0 and {MAX_THREADS} (0 = torch's default; this machine has "
+                               f"{os.cpu_count()} CPU cores); got {self.threads}")
+        if self.weights:
+            from .limits import require_regular
+
+            require_regular(self.weights)  # a FIFO given as weights would block torch.load forever
+        if not 1 <= int(self.batch_size) <= MAX_BATCH:
+            raise LungSegError(f"batch_size must be between 1 and {MAX_BATCH}; got {self.batch_size}")
         return self
 
     def to_dict(self) -> dict:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .hu_check import lung_hu_flags
+from .laterality import orientation_flags
 from .measure import hu_calibration
 
 LARGE_FRACTION = 0.1      # a component is "large" when at least 10% of the largest one
@@ -53,13 +55,33 @@ def qc_ct(labels_c: np.ndarray, canonical, m: dict, raw_components: int | None =
             flags.append("mask_touches_border_possibly_truncated")
         if both_l < MIN_CHEST_LUNG_L:
             flags.append("suspected_non_chest_input")
+    hu_flags, hu_details = lung_hu_flags(canonical.array, labels_c > 0)
+    side_flags, side_details = orientation_flags(labels_c)
+    flags += hu_flags + side_flags
     # post-processing only removes components, so the engine's raw count is the one that matters
     n_large = raw_components if raw_components is not None else count_large_components(labels_c > 0)
     if n_large > 2:
         flags.append("more_than_two_large_components")
-    return {"flags": flags, "hu_calibration": cal, "large_components": n_large,
+    return {"flags": flags, "hu_calibration": cal, "hu_plausibility": hu_details, "orientation": side_details,
+            "large_components": n_large,
             "right_left_volume_ratio": (s["right"]["volume_ml"] / s["left"]["volume_ml"]
                                         if s["left"]["volume_ml"] else None)}
+
+
+def one_field_split(labels: np.ndarray) -> bool:
+    """A radiograph's right and left labels that form one connected field: the two lungs of a frontal
+    radiograph are apart (mediastinum between them), so one field was cut in two (a single lung, a lateral
+    view, a cropped image)."""
+    from .postprocess import label_components
+
+    if not ((labels == 1).any() and (labels == 2).any()):
+        return False
+    lab, n = label_components(labels > 0)
+    if n < 1:
+        return False
+    sizes = np.bincount(lab.ravel())[1:]
+    biggest = lab == int(np.argmax(sizes)) + 1
+    return bool((labels[biggest] == 1).any() and (labels[biggest] == 2).any())
 
 
 def qc_cxr(labels: np.ndarray, m: dict, raw_components: int | None = None, image=None) -> dict:
@@ -79,7 +101,11 @@ def qc_cxr(labels: np.ndarray, m: dict, raw_components: int | None = None, image
     n_large = max(count_large_components(labels > 0), raw_components or 0)
     if n_large > 2:
         flags.append("more_than_two_large_components")
+    if one_field_split(labels):
+        flags.append("one_lung_field_split_into_right_left")
+    side_flags, side_details = orientation_flags(labels)
+    flags += side_flags
     view = str((image.meta if image is not None else {}).get("view", "")).upper()
     if view in ("LL", "RL", "LLD", "RLD", "LATERAL"):
         flags.append("lateral_view")
-    return {"flags": flags, "lung_area_fraction": frac, "large_components": n_large}
+    return {"flags": flags, "lung_area_fraction": frac, "large_components": n_large, "orientation": side_details}

@@ -15,6 +15,9 @@ from .image import CXR, Image
 
 MAX_PIXELS = 12000 * 12000  # declared size above this is refused before decoding (decompression bombs)
 MAX_SIDE = 4096  # larger radiographs are downscaled by an integer factor right after decoding
+EXIF_ORIENTATION = 0x0112
+ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down", 5: "transposed",
+                6: "rotated 90 degrees clockwise", 7: "transversed", 8: "rotated 90 degrees counter-clockwise"}
 
 
 def _factor(w: int, h: int) -> int:
@@ -49,16 +52,25 @@ def _note_downscale(image: Image, f: int, size) -> Image:
 def read_picture(path: Path) -> Image:
     from PIL import Image as PILImage
 
+    from PIL import ImageOps
+
     PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
-    f = 1
+    f, notes = 1, []
     try:
         with PILImage.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if frames > 1:
+                notes.append(f"picture holds {frames} frames (pages); only the first was used, {frames - 1} dropped")
+            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise LungSegError(f"{path}: picture declares {w}x{h} = {w * h:.3g} pixels, more than the limit of "
                                    f"{MAX_PIXELS:.3g} pixels; refused before decoding")
             f = _factor(w, h)
             im.load()
+            if orientation != 1:  # cameras and phones store pixels sideways and say so in EXIF
+                im = ImageOps.exif_transpose(im)
+                notes.append(f"EXIF orientation {orientation} ({ORIENTATIONS.get(orientation, 'unknown')}) applied")
             if im.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
                 im = im.convert("L") if im.mode != "LA" else im.getchannel(0)
             arr = np.asarray(im)
@@ -81,7 +93,32 @@ def read_picture(path: Path) -> Image:
     image = Image(arr if f > 1 else arr.astype(np.float32), spacing=(1.0, 1.0), origin=(0.0, 0.0),
                   direction=(1.0, 0.0, 0.0, 1.0), modality=CXR, spacing_known=False)
     image.meta["bits"] = bits
-    return _downscale(image, f, (w, h))
+    image.meta.setdefault("warnings", []).extend(notes)
+    return _downscale(image, f, (h, w) if orientation >= 5 else (w, h))
+
+
+def standard_view(arr: np.ndarray, orientation) -> tuple:
+    """Turn a frontal radiograph to the standard view (patient's right on the image left, head up) from DICOM
+    PatientOrientation (0020,0020), whose two values say where the image's rows and columns point
+    ('L\\F' is the standard view). Returns (array, note or None)."""
+    try:
+        row, col = (str(v).strip().upper()[:1] for v in orientation)
+        text = "\\".join(str(v) for v in orientation)
+    except (TypeError, ValueError):
+        return arr, None
+    turned = False
+    if row in ("H", "F") and col in ("L", "R"):  # rows run head-feet: transposed
+        arr, row, col, turned = arr.T, col, row, True
+    if row not in ("L", "R") or col not in ("H", "F"):
+        return arr, None  # a lateral view (A/P) or no usable value: left as stored
+    if row == "R":
+        arr, turned = arr[:, ::-1], True
+    if col == "H":
+        arr, turned = arr[::-1], True
+    if not turned:
+        return arr, None
+    return np.ascontiguousarray(arr), (f"DICOM PatientOrientation {text}: image turned to the standard view "
+                                       "(patient's right on the image left, head up)")
 
 
 def read_dicom_radiograph(path: Path) -> Image:
@@ -94,6 +131,11 @@ def read_dicom_radiograph(path: Path) -> Image:
     except Exception as e:
         raise LungSegError(f"{path}: DICOM pixel data cannot be decoded ({type(e).__name__}: {str(e)[:120]})") \
             from None
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    notes = []
+    if frames > 1 and arr.ndim >= 3 and arr.shape[0] == frames:
+        arr = arr[0]
+        notes.append(f"DICOM file holds {frames} frames; only the first was used, {frames - 1} dropped")
     if arr.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 3:
         arr = arr.mean(axis=-1)
     if arr.ndim != 2:
@@ -105,6 +147,11 @@ def read_dicom_radiograph(path: Path) -> Image:
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         arr = apply_voi_lut(arr, ds)
     arr = np.asarray(arr, dtype=np.float32)
+    stored = arr.shape
+    arr, note = standard_view(arr, getattr(ds, "PatientOrientation", None))
+    notes += [note] if note else []
+    if arr.shape != stored:  # transposed: the input size in the turned frame
+        size = size[::-1]
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         arr = arr.max() + arr.min() - arr
     spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
@@ -112,6 +159,7 @@ def read_dicom_radiograph(path: Path) -> Image:
     row_mm, col_mm = (float(spacing[0]), float(spacing[1])) if known else (1.0, 1.0)
     image = Image(arr, spacing=(col_mm, row_mm), origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0),
                   modality=CXR, spacing_known=known)
+    image.meta.setdefault("warnings", []).extend(notes)
     image.meta["photometric"] = str(getattr(ds, "PhotometricInterpretation", ""))
     image.meta["view"] = str(getattr(ds, "ViewPosition", ""))
     if image.meta["view"].upper() in ("LL", "RL", "LLD", "RLD", "LATERAL"):

@@ -7,12 +7,16 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import LungSegError
+from .geometry import is_orthogonal, shear_degrees
+from .hu_check import check_hu_scale, replace_padding_below_scale
 from .image import CT, CXR, Image
 from .limits import MAX_VOXELS
 
 CT_ENGINES = ("hu", "ct2d", "ct3d")
 MIN_SLICES = 8
 THIN_MM, THICK_MM = 0.5, 5.0
+PLAUSIBLE_SPACING_MM = {CT: (0.05, 50.0), CXR: (0.01, 5.0)}  # beyond: a unit error, not a scanner
+MAX_ASPECT = 6  # longer side / shorter side beyond which an image is not a chest (radiograph or axial CT)
 PLAUSIBLE_HU = (-3100.0, 32000.0)  # beyond this no CT scanner writes HU: integer overflow or garbage
 
 
@@ -34,6 +38,16 @@ def check_image(image: Image, engine: str, params) -> list:
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise LungSegError(f"{src}: voxel spacing {tuple(image.spacing)} is not positive and finite; expected "
                            "spacing in mm > 0")
+    if image.spacing_known:
+        lo_mm, hi_mm = PLAUSIBLE_SPACING_MM[CXR if image.ndim == 2 else CT]
+        if sp.min() < lo_mm or sp.max() > hi_mm:
+            raise LungSegError(f"{src}: voxel spacing {tuple(round(float(v), 6) for v in sp)} mm is outside what "
+                               f"{'radiographs' if image.ndim == 2 else 'CT scanners'} produce ({lo_mm}..{hi_mm} mm): "
+                               "the header's unit is probably wrong (metres or micrometres written as mm?)")
+    if image.ndim == 3 and not is_orthogonal(image.direction):
+        raise LungSegError(f"{src}: voxel axes are sheared by {shear_degrees(image.direction):.1f} degrees (non-"
+                           "orthogonal direction matrix), so voxel volumes are not spacing products; expected an "
+                           "orthogonal grid (LungSeg's file readers resample sheared files; resample it first)")
     if np.issubdtype(arr.dtype, np.floating):
         bad = ~np.isfinite(arr)
         if bad.all():
@@ -61,6 +75,11 @@ def check_image(image: Image, engine: str, params) -> list:
             raise LungSegError(f"{src}: radiograph of {arr.shape[1]}x{arr.shape[0]} pixels is too small; "
                                "expected at least 32x32")
         h, w = arr.shape
+        if max(h, w) > MAX_ASPECT * min(h, w):
+            raise LungSegError(f"{src}: radiograph of {w}x{h} pixels has an aspect ratio of "
+                               f"{max(h, w) / min(h, w):.0f}:1; "
+                               f"a chest radiograph is roughly square (expected at most {MAX_ASPECT}:1; a strip, a "
+                               "banner or a stitched image cannot be segmented)")
         if max(h, w) > 3 * min(h, w):
             warnings.append(f"radiograph aspect ratio {w}x{h} is unusual for a chest radiograph")
     return warnings
@@ -77,18 +96,30 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
     if min(arr.shape) < MIN_SLICES:
         raise LungSegError(f"{src}: volume of shape {arr.shape} has fewer than {MIN_SLICES} voxels along an axis; "
                            "expected a chest CT volume (a few slices or a scout cannot be measured)")
+    fov = [n * s for n, s in zip(arr.shape[::-1], image.spacing)]  # mm along i, j, k
+    axial = sorted(fov[a] for a in _axial_axes(image))
+    if axial[0] > 0 and axial[1] > MAX_ASPECT * axial[0]:
+        raise LungSegError(f"{src}: axial field of view {axial[1]:.0f} x {axial[0]:.0f} mm has an aspect ratio of "
+                           f"{axial[1] / axial[0]:.0f}:1; a chest CT slice is roughly round (expected at most "
+                           f"{MAX_ASPECT}:1)")
     dicom_modality = image.meta.get("dicom_modality", "")
     if dicom_modality not in ("", "CT") and not params.allow_non_hu:
         raise LungSegError(f"{src}: DICOM modality {dicom_modality}; engine {engine} needs CT in Hounsfield units "
                            "(pass --allow-non-hu to run anyway)")
+    if not params.allow_non_hu:
+        replace_padding_below_scale(image, PLAUSIBLE_HU[0], warnings)
+        arr, lo = image.array, float(image.array.min())
     if (lo < PLAUSIBLE_HU[0] or hi > PLAUSIBLE_HU[1]) and not params.allow_non_hu:
         raise LungSegError(f"{src}: intensities {lo:.6g}..{hi:.6g} exceed any Hounsfield range "
                            f"({PLAUSIBLE_HU[0]:.0f}..{PLAUSIBLE_HU[1]:.0f}): "
                            f"{_overflow_cause(arr)}; pass --allow-non-hu to run anyway")
+    if not params.allow_non_hu:
+        check_hu_scale(image, src, warnings)  # first: it names the scaling tag when a rescale is wrong
     if not params.allow_non_hu and not looks_like_hu(arr):
+        scaling = f"; {image.meta['scaling']}" if image.meta.get("scaling") else ""
         raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
-                           f"({describe_range(arr)}); expected air near -1000 HU and soft tissue near 0-60 HU; "
-                           "pass --allow-non-hu to run anyway")
+                           f"({describe_range(arr)}{scaling}); expected air near -1000 HU and soft tissue near "
+                           "0-60 HU; pass --allow-non-hu to run anyway")
     if engine == "ct2d":
         _check_ct2d_spacing(image, params, warnings)
     sz = float(image.spacing[2])
@@ -98,6 +129,13 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
         warnings.append(f"thick slices ({sz:.1f} mm): partial-volume effects, volumes are approximate")
     if min(arr.shape) < 48:
         warnings.append(f"small volume {arr.shape}: results are coarse")
+
+
+def _axial_axes(image) -> list:
+    """The two image axes closest to the patient's left-right and front-back directions."""
+    d = np.abs(np.asarray(image.direction, float).reshape(3, 3))
+    axes = [a for a in range(3) if int(np.argmax(d[:, a])) != 2]
+    return axes if len(axes) == 2 else [0, 1]
 
 
 def _check_ct2d_spacing(image, params, warnings) -> None:

@@ -23,6 +23,14 @@ QC_TEXT = {
     "not_two_lungs_possibly_lateral_or_non_chest": "Only one lung was found (a lateral view or not a chest?).",
     "implausible_lung_area_fraction": "The lungs cover an unusual share of the radiograph.",
     "lateral_view": "This is a lateral radiograph; the model was trained on frontal views.",
+    "one_lung_field_split_into_right_left": "The right and left lung form one connected field: one lung field "
+                                            "was cut in two (a single lung, a lateral view or a cropped image?).",
+    "lung_mean_hu_implausible": "The lungs' mean value is outside -1000 to -200 HU: check the intensity scaling "
+                                "(rescale slope/intercept).",
+    "lung_hu_below_air": "Over 5 % of the lung is darker than air (below -1100 HU): check the intensity scaling.",
+    "soft_tissue_peak_off": "Soft tissue is not near its usual value (-170 to 130 HU): check the intensity scaling.",
+    "laterality_implausible_heart_on_right": "The heart lies to the patient's right and the right lung is the "
+                                             "smaller one: right and left may be swapped (check the orientation).",
 }
 
 

@@ -25,9 +25,12 @@ IMAGE_FIELDS = ("spacing", "origin", "direction", "modality", "spacing_known")
 
 
 def save_image(image, path: Path) -> None:
+    """Voxels, geometry and the reader's facts (``meta``: warnings, DICOM modality, scaling...: the checks
+    of :func:`validate.check_image` need them in the child too), without pickling."""
     import numpy as np
 
-    np.savez(path, array=image.array, **{k: np.asarray(getattr(image, k)) for k in IMAGE_FIELDS})
+    np.savez(path, array=image.array, meta=np.asarray(json.dumps(image.meta, default=str)),
+             **{k: np.asarray(getattr(image, k)) for k in IMAGE_FIELDS})
 
 
 def load_image(path: Path, array_key: str = "array"):
@@ -36,9 +39,10 @@ def load_image(path: Path, array_key: str = "array"):
     from LungSegLib.image import Image
 
     with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
         return Image(np.array(data[array_key]), spacing=tuple(data["spacing"].tolist()),
                      origin=tuple(data["origin"].tolist()), direction=tuple(data["direction"].tolist()),
-                     modality=str(data["modality"]), spacing_known=bool(data["spacing_known"]))
+                     modality=str(data["modality"]), spacing_known=bool(data["spacing_known"]), meta=meta)
 
 
 def _replace_atomically(write, path: Path) -> None:

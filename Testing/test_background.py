@@ -48,7 +48,9 @@ def test_background_run_gives_the_same_result_as_in_process_and_cleans_up():
     assert run.state == DONE and [m for _, m in progress][-2:] == ["measuring", "done"]
     assert [f for f, _ in progress] == sorted(f for f, _ in progress)
     result = run.result()
-    reference = segment_image(chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))[0], Parameters(engine="hu"))
+    same = chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))[0]
+    same.origin, same.direction = image.origin, image.direction  # the laterality QC reads the patient axes
+    reference = segment_image(same, Parameters(engine="hu"))
     assert np.array_equal(result.labels.array, reference.labels.array)
     assert result.labels.origin == image.origin and result.labels.direction == image.direction
     assert result.measurements["structures"]["both"]["volume_ml"] == pytest.approx(
@@ -84,6 +86,19 @@ def test_a_failing_run_reports_one_line_and_cleans_up():
     with pytest.raises(LungSegError, match="constant image"):
         run.result()
     assert not rundir.exists()
+
+
+def test_the_readers_facts_reach_the_child_as_in_process():
+    """Issue 12's reader warnings and DICOM facts (LungSeg.ReaderMeta on the node) are checked in the child too:
+    a warning is reported, a non-CT DICOM modality is refused as in-process."""
+    image = chest_phantom(shape=(16, 32, 32), spacing=(4.0, 4.0, 4.0))[0]
+    image.meta.update(warnings=["gantry tilt of 20.0 degrees: resampled"], dicom_modality="CT")
+    run = BackgroundRun(image, Parameters(engine="hu")).start()
+    assert run.wait(120) == DONE, run.error
+    assert "gantry tilt of 20.0 degrees: resampled" in run.result().warnings
+    image.meta["dicom_modality"] = "MR"
+    run = BackgroundRun(image, Parameters(engine="hu")).start()
+    assert run.wait(120) == FAILED and "DICOM modality MR" in run.error
 
 
 def test_a_crashing_worker_reports_its_last_stderr_line(tmp_path):

@@ -115,7 +115,7 @@ def test_kill_9_leaves_no_partial_output_and_resume_finishes(tmp_path, capsys):
     try:
         while time.time() < deadline and proc.poll() is None:
             # kill while a case is being written (its hidden temporary folder exists), after 3 finished
-            if out.exists() and len(list(out.glob("*/measurements.json"))) >= 3 and list(out.glob(".*.partial-*")):
+            if out.exists() and len(list(out.glob("*/measurements.json"))) >= 3 and list(out.glob(".lungseg-*.partial")):
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.002)
@@ -131,18 +131,24 @@ def test_kill_9_leaves_no_partial_output_and_resume_finishes(tmp_path, capsys):
     if (out / "measurements.csv").exists():
         assert {r["case"] for r in _rows(out / "measurements.csv")} <= {p.name for p in done}
     hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
-    # and what a kill during the write of measurements.csv leaves: a hidden temp file (plus a planted folder)
+    token = (out / ".lungseg.lock").read_text()  # the killed run's token names its temporaries
+    assert token and all(n == ".lungseg.lock" or n.startswith(f".lungseg-{token}.") for n in hidden)
+    # what a kill during the write of measurements.csv leaves, and the user's own look-alike names
+    (out / f".lungseg-{token}.measurements.csv.k3j4.part.csv").write_text("case,modal")
     unfinished = next(f"case{i:03d}" for i in range(24) if not (out / f"case{i:03d}").exists())
-    (out / f".{unfinished}.partial-x1y2z3").mkdir(exist_ok=True)
-    (out / f".{unfinished}.partial-x1y2z3" / "lungs.nii.gz").write_bytes(b"half")
-    (out / ".measurements.csv.k3j4.part.csv").write_text("case,modal")
+    users = {f".{unfinished}.partial-x1y2z3": None, ".measurements.csv.k3j4.part.csv": "mine",
+             ".draft.part.docx": "mine too", ".lungseg-notmine.partial": None}
+    for name, text in users.items():
+        (out / name).mkdir() if text is None else (out / name).write_text(text)
 
     assert main(["segment", str(inputs), "-o", str(out), "--engine", "hu", "--quiet", "--resume"]) == 0
     err = capsys.readouterr().err
     assert f"lungseg: {24 - len(done)} ok, {len(done)} skipped, 0 failed" in err
-    cases = [p for p in out.iterdir() if p.is_dir()]
+    cases = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(cases) == 24 and all(_complete(p) for p in cases)
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the unfinished case's leftovers are gone
+    # the killed run's leftovers are gone, the user's files are untouched
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(users)
+    assert all((out / n).is_dir() if t is None else (out / n).read_text() == t for n, t in users.items())
     assert len(_rows(out / "measurements.csv")) == 72
     assert _digest(inputs) == before
     print(f"kill -9 after {len(done)} finished cases; hidden leftovers {hidden}; resume redid {24 - len(done)}",

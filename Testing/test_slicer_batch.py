@@ -44,7 +44,9 @@ def test_batch_on_cip_sample_with_a_bad_case(tmp_path):
     assert [e["case"] for e in errors] == ["broken"] and "cannot be read" in errors[0]["error"]
     assert not (out / "broken").exists()
     case = out / "ct-64"
-    assert sorted(p.name for p in case.iterdir()) == ["lungs.seg.nrrd", "measurements.csv", "measurements.schema.csv"]
+    # the same case folder layout as lungseg segment, plus Slicer's table files
+    assert sorted(p.name for p in case.iterdir()) == ["lungs.nii.gz", "lungs.seg.nrrd", "measurements.csv",
+                                                      "measurements.json", "measurements.schema.csv", "overlay.png"]
 
     reference = run_case(CIP_CT, Parameters(engine="hu"))
     seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
@@ -183,3 +185,89 @@ def test_under_slicer_the_script_always_asks_slicer_to_exit(tmp_path, hidden, ar
     assert record.read_text() == str(code), proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and line in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_batch_script_and_cli_share_one_outdir_contract(tmp_path):
+    """Issue 12: same lock, same case folder, no mixing: the script neither replaces a CLI case without
+    --overwrite nor writes while a CLI batch holds OUTDIR; with --overwrite the folder is replaced whole."""
+    import fcntl
+    import json
+
+    from badinputs import write_phantom
+    from LungSegLib.cli import main as cli
+
+    case = write_phantom(tmp_path / "a.nrrd")
+    out = tmp_path / "out"
+    assert cli(["segment", str(case), "-o", str(out), "--engine", "hu", "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "a").iterdir()}
+    proc = run_script("--input", case, "--output", out, "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1 and "pass --overwrite" in proc.stderr
+    assert {p.name: p.read_bytes() for p in (out / "a").iterdir()} == before
+    with open(out / ".lungseg.lock", "a") as f:  # a CLI batch is writing
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        proc = run_script("--input", case, "--output", out, "--engine", "hu", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 2 and "another lungseg batch" in proc.stderr
+    proc = run_script("--input", case, "--output", out, "--engine", "hu", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (out / "a").iterdir())
+    assert names == ["lungs.nii.gz", "lungs.seg.nrrd", "measurements.csv", "measurements.json",
+                     "measurements.schema.csv", "overlay.png"]
+    assert json.loads((out / "a" / "measurements.json").read_text())["input"] == str(case)
+    with open(out / "measurements.csv", newline="") as f:
+        assert {r["case"] for r in csv.DictReader(f)} == {"a"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_batch_script_reports_special_files_and_stops_cleanly_on_sigterm(tmp_path):
+    import os
+    import signal
+    import time
+
+    os.mkfifo(tmp_path / "pipe.nrrd")
+    proc = run_script("--input", tmp_path / "pipe.nrrd", "/dev/null", "--output", tmp_path / "out", "--engine", "hu",
+                      cwd=tmp_path)  # a blocking open would hang here (timeout 300 s)
+    assert proc.returncode == 1 and "named pipe (FIFO)" in proc.stderr and "character device" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    from badinputs import write_phantom
+
+    for i in range(30):
+        write_phantom(cases / f"c{i:02d}.nrrd", shape=(40, 64, 80), spacing=(4.0, 3.0, 3.0))
+    out = tmp_path / "out2"
+    p = subprocess.Popen([sys.executable, str(SCRIPT), "--input", str(cases), "--output", str(out), "--engine", "hu"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and len(list(out.glob("*/measurements.json"))) < 1:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert not [x for x in out.iterdir() if x.name.startswith(".")]
+
+
+def test_batch_script_reads_dicom_geometry_from_the_tags_not_a_guess(tmp_path):
+    """The script's DICOM series go through LungSegLib's reader: a tilted series is resampled and its warning
+    reaches measurements.json; a series without positions is refused naming the tag (issue 12)."""
+    import json
+
+    import numpy as np
+
+    from badinputs import copy_dicom
+    from conftest import shared_path
+
+    dicom = shared_path("ct", "cip-copdgene-ct64", "ct-64Dicom")
+
+    def tilt(ds, i):
+        p = [float(v) for v in ds.ImagePositionPatient]
+        p[1] += i * 3.98734 * np.tan(np.radians(20))
+        ds.ImagePositionPatient = p
+    copy_dicom(dicom, tmp_path / "cases" / "tilted", edit=tilt)
+    copy_dicom(dicom, tmp_path / "cases" / "noposition", edit=lambda ds, i: delattr(ds, "ImagePositionPatient"))
+    out = tmp_path / "out"
+    proc = run_script("--input", tmp_path / "cases", "--output", out, "--engine", "hu", cwd=tmp_path)
+    assert proc.returncode == 1 and "ImagePositionPatient (0020,0032) is missing on 79 of 79" in proc.stderr
+    report = json.loads((out / "tilted" / "measurements.json").read_text())
+    assert any("gantry tilt of 20.0 degrees" in w for w in report["warnings"])
+    reference = run_case(dicom, Parameters(engine="hu")).measurements["structures"]["both"]["volume_ml"]
+    assert report["structures"]["both"]["volume_ml"] == pytest.approx(reference, rel=0.03)

@@ -155,7 +155,7 @@ def test_load_volume_via_storage_node_equals_lungseglib_reader():
     image, direct = mrml.volume_node_to_image(node), read_image(SAMPLES / "ct-64.nrrd")
     assert np.array_equal(image.array, direct.array) and np.allclose(image.ijk_to_lps(), direct.ijk_to_lps())
     dicom = SHARED / "ct" / "cip-copdgene-ct64" / "ct-64Dicom"
-    if dicom.is_dir():  # the same CT as a DICOM series, through vtkITK's series reader
+    if dicom.is_dir():  # the same CT as a DICOM series, through LungSegLib's reader (geometry from the tags)
         series = mrml.volume_node_to_image(mrml_io.load_volume(dicom, scene))
         assert np.array_equal(series.array, direct.array)
         assert np.allclose(series.ijk_to_lps(), direct.ijk_to_lps(), atol=1e-3)
@@ -226,3 +226,27 @@ def test_results_go_under_the_input_study_in_the_subject_hierarchy():
         assert sh.GetItemParent(sh.GetItemByDataNode(result_node)) == study
     again = mrml_io.segment_volume_node(node, HU, segmentation_node=seg, table_node=table)
     assert again[:2] == (seg, table) and sh.GetNumberOfItemChildren(study) == 3  # reused, not duplicated
+
+
+def test_a_volume_under_a_scaling_or_shearing_transform_is_refused_a_rigid_one_is_measured():
+    """Issue 12 sibling of sheared grids: a parent transform that changes voxel sizes (e.g. Slicer's
+    acquisition transform of a tilted series) would make every volume wrong."""
+    from badinputs import HU, phantom
+    from LungSegLib.errors import LungSegError
+
+    scene = mrml.new_scene()
+    image, _, _ = phantom()
+    node = mrml.image_to_volume_node(image, scene, "ct")
+    plain = mrml_io.segment_volume_node(node, HU)[2].measurements["structures"]["both"]["volume_ml"]
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "acquisition")
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    shear = np.eye(4)
+    shear[1, 2] = 0.3
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shear))
+    with pytest.raises(LungSegError, match="transform 'acquisition', which scales or shears.*Harden transform"):
+        mrml_io.segment_volume_node(node, HU)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(rotation))
+    rigid = mrml_io.segment_volume_node(node, HU)[2].measurements["structures"]["both"]["volume_ml"]
+    assert rigid == pytest.approx(plain)

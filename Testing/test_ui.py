@@ -164,7 +164,11 @@ def test_every_qc_flag_has_plain_words():
     flags = {f for f in flags if "_" in f and f not in ("flags", "hu_calibration", "large_components",
                                                         "lung_area_fraction", "right_left_volume_ratio",
                                                         "right_left_area_ratio", "both", "right", "left",
-                                                        "volume_ml", "voxel_count", "pixel_count", "ok")}
+                                                        "volume_ml", "voxel_count", "pixel_count", "ok",
+                                                        "hu_plausibility")}  # (a details key, not a flag)
+    for module in ("hu_check.py", "laterality.py"):  # flags qc.py takes from its helpers (issue 12)
+        text = (REPO / "LungSegLib" / module).read_text(encoding="utf-8")
+        flags |= set(re.findall(r'flags\.append\("([a-z][a-z0-9_.]+)"\)', text))
     assert len(flags) >= 8 and flags <= set(QC_TEXT), flags - set(QC_TEXT)
 
 

@@ -8,9 +8,12 @@
 Each case (a file, a DICOM series folder, FOLDER::SeriesInstanceUID, or a folder of those) is loaded into
 an MRML scene, segmented by the same logic as the module, and saved as OUT/<case>/lungs.seg.nrrd
 (segmentation storage node) and OUT/<case>/measurements.csv (table storage node, with
-measurements.schema.csv holding the units). Files are written under a temporary name and renamed. Failed
-cases are reported on stderr (one line each) and in OUT/errors.csv and skipped. Exit status: 0 all cases
-done, 1 some case failed, 2 bad usage (options, unwritable output, missing packages); Slicer always exits.
+measurements.schema.csv holding the units), beside the files ``lungseg segment`` writes (measurements.json,
+label map, overlay): OUTDIR follows the one contract of LungSegLib/outdir.py (same lock, case folders
+written whole and renamed, --overwrite / --resume, OUT/measurements.csv and OUT/errors.csv for every case).
+Failed cases are reported on stderr (one line each) and in OUT/errors.csv and skipped. Exit status: 0 all
+cases done, 1 some case failed or the run was interrupted (Ctrl-C, SIGTERM), 2 bad usage (options,
+unwritable output, missing packages, OUTDIR held by another run); Slicer always exits.
 """
 
 import argparse
@@ -44,6 +47,8 @@ def parse_args(argv):
     parser.add_argument("--input", nargs="+", help="image file(s), DICOM folder(s) (FOLDER::SeriesInstanceUID "
                         "picks one series) or folder(s) of cases")
     parser.add_argument("--output", help="output folder (one sub-folder per case)")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs of cases already done")
+    parser.add_argument("--resume", action="store_true", help="skip cases whose outputs are complete")
     parser.add_argument("--install-dependencies", action="store_true",
                         help="install the Python packages the network engines need (torch through the PyTorch "
                              "extension inside Slicer), then exit")
@@ -94,31 +99,38 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
-def run_one(scene, case: str, path, outdir: Path, params) -> dict:
-    """Load, segment, save one case; returns the 'both' row of its measurements."""
-    from LungSegLib.errors import LungSegError
+def slicer_case(scene):
+    """The batch runner's per-case step done through MRML: load, segment, then (into the case's temporary
+    folder) the files ``lungseg segment`` writes plus Slicer's own segmentation and table files."""
     from LungSegLib.mrml_io import load_volume, save_segmentation, save_table, segment_volume_node
+    from LungSegLib.report import write_case
 
-    case_dir = outdir / case
-    if not case_dir.resolve().is_relative_to(outdir.resolve()):
-        raise LungSegError(f"case name {case!r} would write outside {outdir}")
-    scene.Clear(0)
-    volume = load_volume(path, scene, case, params.modality)
-    segmentation, table, result = segment_volume_node(volume, params)
-    case_dir.mkdir(parents=True, exist_ok=True)
-    save_segmentation(segmentation, case_dir / "lungs.seg.nrrd")
-    save_table(table, case_dir / "measurements.csv")
-    return {"engine": result.engine, "flags": result.qc.get("flags", []), **result.measurements["structures"]["both"]}
+    def run(case: str, path, params, progress=None):
+        scene.Clear(0)
+        volume = load_volume(path, scene, case, params.modality)  # FOLDER::UID kept whole
+        segmentation, table, result = segment_volume_node(volume, params)
+        result.image.meta["source"] = str(path)  # the case folder records its input (stable names, --resume)
+
+        def write(folder: Path) -> dict:
+            report = write_case(result, case, folder)
+            save_segmentation(segmentation, folder / "lungs.seg.nrrd")
+            save_table(table, folder / "measurements.csv")
+            both = result.measurements["structures"]["both"]
+            size = f"{both['volume_ml']:.0f} mL" if "volume_ml" in both else f"{both.get('pixel_count')} pixels"
+            flags = f" (QC: {', '.join(result.qc.get('flags', []))})" if result.qc.get("flags") else ""
+            print(f"{case}: ok, engine {result.engine}, both lungs {size}{flags}")
+            return report
+        return write
+    return run
 
 
 def main(argv=None) -> int:
-    from LungSegLib.batch import ERROR_COLUMNS
+    from LungSegLib.batch import run_batch
     from LungSegLib.dependencies import require_for
-    from LungSegLib.errors import LungSegError
-    from LungSegLib.io import case_name, list_cases, unique_names, write_text
+    from LungSegLib.errors import LungSegError, os_error_message
+    from LungSegLib.interrupt import INTERRUPTED, terminate_as_interrupt
     from LungSegLib.mrml import get_scene
     from LungSegLib.params import Parameters
-    from LungSegLib.report import rows_to_csv
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     params = Parameters(**{f.name: getattr(args, f.name) for f in fields(Parameters)})
@@ -127,35 +139,22 @@ def main(argv=None) -> int:
         if args.install_dependencies:
             return install_dependencies(params.engine)
         require_for(params.engine)  # before any case: one line saying how to install torch/MONAI
-    except LungSegError as e:
+        outdir = writable_folder(Path(args.output))
+        with terminate_as_interrupt():  # the OUTDIR contract of lungseg segment (lock, case folders, summaries)
+            summary = run_batch(args.input, outdir, params, overwrite=args.overwrite, resume=args.resume,
+                                show_progress=False, case_writer=slicer_case(get_scene(None)), prog=PROG,
+                                tracebacks=False)
+    except LungSegError as e:  # bad parameters, OUTDIR held by another run or refused
         raise UsageError(str(e)) from None
-    outdir = writable_folder(Path(args.output))
-    errors, cases = [], []
-    for raw in args.input:  # a bad input path is one failed case, not the end of the batch
-        try:
-            cases.extend(list_cases([raw]))
-        except LungSegError as e:
-            errors.append({"case": case_name(Path(raw)), "input": str(raw), "error": str(e)})
-            print(f"{PROG}: {e}", file=sys.stderr)
-    scene = get_scene(None)
-    done = 0
-    for case, path in unique_names(cases):
-        try:
-            both = run_one(scene, case, path, outdir, params)
-            size = f"{both['volume_ml']:.0f} mL" if "volume_ml" in both else f"{both.get('pixel_count')} pixels"
-            flags = f" (QC: {', '.join(both['flags'])})" if both["flags"] else ""
-            print(f"{case}: ok, engine {both['engine']}, both lungs {size}{flags}")
-            done += 1
-        except Exception as e:  # a bad case (or a bug) is reported in one line and skipped
-            message = str(e) if isinstance(e, LungSegError) else f"internal error {type(e).__name__}: {e}"
-            errors.append({"case": case, "input": str(path), "error": message})
-            print(f"{PROG}: case {case} failed: {message}", file=sys.stderr)
-    if errors:
-        write_text(outdir / "errors.csv", rows_to_csv(errors, ERROR_COLUMNS))
-    elif (outdir / "errors.csv").exists():
-        (outdir / "errors.csv").unlink()
-    print(f"{done} case(s) done, {len(errors)} failed; outputs in {outdir}")
-    return EXIT_CASE_FAILED if errors else EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the unfinished case left nothing
+        print(f"{PROG}: {INTERRUPTED}", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    except OSError as e:  # disk full, folder removed...: one line
+        print(f"{PROG}: error: {os_error_message(e)}", file=sys.stderr)
+        return EXIT_CASE_FAILED
+    print(f"{summary['ok']} case(s) done, {summary['skipped']} skipped, {summary['failed']} failed; "
+          f"outputs in {outdir}")
+    return EXIT_CASE_FAILED if summary["failed"] else EXIT_OK
 
 
 def run(argv=None) -> int:
