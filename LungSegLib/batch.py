@@ -16,6 +16,7 @@ from .errors import LungSegError
 from .io import case_name, list_cases, unique_names, write_text
 from .pipeline import run_case
 from .report import csv_rows, rows_to_csv, write_case
+from .summary import write_batch_summary
 
 ERROR_COLUMNS = ["case", "input", "error"]
 LOCK_NAME = ".lungseg.lock"
@@ -130,6 +131,7 @@ def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress) -
             bar.update(1)
             write_text(outdir / "measurements.csv", rows_to_csv(rows))
     bar.close()
+    write_batch_summary(outdir, [case for case, _ in cases], errors)  # regions.csv, index.html
     if errors:
         write_text(outdir / "errors.csv", rows_to_csv(errors, ERROR_COLUMNS))
     elif (outdir / "errors.csv").exists():

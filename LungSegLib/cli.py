@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = default)")
     s.add_argument("--modality", choices=("auto", "CT", "CXR"), default="auto", help="force the modality")
     s.add_argument("--density", type=float, default=1.0, help="lung tissue density in g/mL for weight_g")
+    s.add_argument("--levels", type=int, default=10,
+                   help="CT: number of equal-thickness ventral->dorsal levels for regions.csv (default 10)")
+    s.add_argument("--position", choices=("auto", "supine", "prone"), default="auto",
+                   help="patient position (sets the dependent side); auto: DICOM PatientPosition or direction matrix")
+    s.add_argument("--dicom-seg", action="store_true",
+                   help="also write lungs.seg.dcm, a DICOM Segmentation referencing the input DICOM series")
     s.add_argument("--weights", default="", help="weights file to use instead of the shipped model")
     s.add_argument("--allow-non-hu", action="store_true", help="run CT engines on data not in HU (experts)")
     s.add_argument("--overwrite", action="store_true", help="replace outputs of cases already done")
@@ -102,7 +108,8 @@ def cmd_info() -> int:
 def _params(args) -> Parameters:
     return Parameters(engine=args.engine, arch=args.arch, device=args.device, threads=args.threads,
                       modality=args.modality, density=args.density, weights=args.weights,
-                      allow_non_hu=args.allow_non_hu).validate()
+                      allow_non_hu=args.allow_non_hu, levels=args.levels, position=args.position,
+                      dicom_seg=args.dicom_seg).validate()
 
 
 def cmd_segment(args) -> int:

@@ -21,7 +21,7 @@ SERIES_SEP = "::"
 RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX", "XA")
 HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "SOPInstanceUID",
                "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "NumberOfFrames", "SliceThickness",
-               "SamplesPerPixel", "BitsAllocated"]
+               "SamplesPerPixel", "BitsAllocated", "PatientPosition"]
 
 
 def split_series(raw) -> tuple:
@@ -200,7 +200,7 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
     modality = str(getattr(first, "Modality", "")).upper()
     image = from_sitk_any(img, folder, single_slice_ct=modality != "" and modality not in RADIOGRAPH_MODALITIES)
     _dicom_meta(image, first)
-    image.meta.update(series_uid=uid, series_slices=len(files))
+    image.meta.update(series_uid=uid, series_slices=len(files), dicom_files=[str(f) for f in files])
     image.meta.setdefault("warnings", []).extend(warnings)
     return image
 
@@ -229,5 +229,6 @@ def _dicom_meta(image, ds) -> None:
     image.meta["dicom_modality"] = str(getattr(ds, "Modality", "")).upper()
     image.meta["image_type"] = [str(v) for v in (getattr(ds, "ImageType", None) or [])]
     image.meta["series_description"] = safe_text(getattr(ds, "SeriesDescription", ""))
+    image.meta["patient_position"] = str(getattr(ds, "PatientPosition", "") or "")
     if is_localizer(ds):
         image.meta["scout"] = True

@@ -114,6 +114,9 @@ def segment_volume_node(volume_node, params: Parameters | None = None, progress=
     for key, value in (("engine", result.engine), ("model", result.model.get("name") or ""),
                        ("modality", result.image.modality), ("volume", volume_node.GetID())):
         table.SetAttribute(f"LungSeg.{key}", str(value))
+    from .mrml_regions import update_regions_table  # second table: ventral->dorsal levels and thirds (CT)
+
+    update_regions_table(result, table, volume_node.GetScene(), f"{volume_node.GetName()} lung regions")
     return seg, table, result
 
 

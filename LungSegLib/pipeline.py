@@ -15,6 +15,7 @@ from .image import CT, CXR, Image, from_canonical, inplane_spacing_mm, to_canoni
 from .io import read_image
 from .measure import measure_ct, measure_cxr
 from .params import Parameters
+from .regions import measure_regions
 from .qc import qc_ct, qc_cxr  # noqa: F401 (qc_ct/qc_cxr were defined here)
 from .validate import check_image
 
@@ -29,6 +30,7 @@ class Result:
     qc: dict
     warnings: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    params: Parameters | None = None
 
     def report(self, case: str = "") -> dict:
         """Everything measurements.json holds."""
@@ -70,8 +72,12 @@ def segment_image(image: Image, params: Parameters | None = None, progress=None)
     labels = from_canonical(labels_c, canonical, image)
     t1 = time.perf_counter()
     label_image = image.with_array(labels.astype(np.uint8))
+    timings = {"segment": round(t1 - t0, 3)}
     if image.modality == CT:
         measurements = measure_ct(labels, image.array, image.voxel_volume_ml, params.density)
+        t_regions = time.perf_counter()
+        measurements["regions"] = measure_regions(labels, image, params.density, params.levels, params.position)
+        timings["regions"] = round(time.perf_counter() - t_regions, 3)
         qc = qc_ct(labels_c, canonical, measurements, card.get("raw_large_components"))
     else:
         measurements = measure_cxr(labels, image)
@@ -79,13 +85,17 @@ def segment_image(image: Image, params: Parameters | None = None, progress=None)
     if progress is not None:
         progress(1.0, "done")
     return Result(image, label_image, engine, card, measurements, qc, warnings,
-                  {"segment": round(t1 - t0, 3), "measure": round(time.perf_counter() - t1, 3)})
+                  {**timings, "measure": round(time.perf_counter() - t1, 3)}, params)
 
 
 def run_case(path, params: Parameters | None = None, progress=None) -> Result:
     params = (params or Parameters()).validate()
     t0 = time.perf_counter()
     image = read_image(path, params.modality)
+    if params.dicom_seg:
+        from .dicom_seg import check_dicom_source
+
+        check_dicom_source(image)
     t_read = time.perf_counter() - t0
     result = segment_image(image, params, progress)
     result.timings = {"read": round(t_read, 3), **result.timings}

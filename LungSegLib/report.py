@@ -19,6 +19,9 @@ CSV_COLUMNS = ["case", "modality", "engine", "arch", "model", "structure", "voxe
                "normally_aerated_weight_fraction", "poorly_aerated_weight_fraction",
                "non_aerated_weight_fraction", "pixel_count", "area_cm2", "density_g_per_ml", "qc_flags"]
 OUTLINE_COLOURS = {1: (64, 200, 64), 2: (255, 170, 30)}
+REGION_COLUMNS = ["case", "engine", "model", "position", "structure", "kind", "region", "index", "from_mm", "to_mm",
+                  *CSV_COLUMNS[CSV_COLUMNS.index("voxel_count"):CSV_COLUMNS.index("pixel_count")],
+                  "density_g_per_ml"]
 
 
 def csv_rows(case: str, report: dict) -> list:
@@ -32,6 +35,16 @@ def csv_rows(case: str, report: dict) -> list:
         row.update({k: v for k, v in values.items() if k in CSV_COLUMNS})
         rows.append({c: ("" if row.get(c) is None else row.get(c, "")) for c in CSV_COLUMNS})
     return rows
+
+
+def region_rows(case: str, report: dict) -> list:
+    """regions.csv rows of one case (none for radiographs): one per structure x region."""
+    regions = report.get("regions")
+    if not regions:
+        return []
+    common = {"case": case, "engine": report["engine"], "model": report["model"].get("name", ""),
+              "position": regions["position"], "density_g_per_ml": report["method"]["density_g_per_ml"]}
+    return [{c: {**common, **row}.get(c, "") for c in REGION_COLUMNS} for row in regions["rows"]]
 
 
 def rows_to_csv(rows: list, columns=CSV_COLUMNS) -> str:

@@ -1,0 +1,44 @@
+"""The per-batch and per-case outputs added for regional analysis: regions.csv, the regions section of
+measurements.json, report.png, index.html (a browser test is in test_browser.py)."""
+
+import csv
+import json
+
+import pytest
+from conftest import SAMPLES
+
+from LungSegLib.cli import main
+from LungSegLib.report import REGION_COLUMNS
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    out = tmp_path_factory.mktemp("batch") / "out"
+    code = main(["segment", str(SAMPLES / "ct-64.nrrd"), str(SAMPLES / "montgomery_MCUCXR_0001_0.png"),
+                 str(SAMPLES / "missing.nrrd"), "-o", str(out), "--engine", "auto", "--quiet", "--levels", "5",
+                 "--position", "prone"])
+    assert code == 1  # the missing input fails; the two others are done
+    return out
+
+
+def test_regions_csv_has_one_row_per_case_structure_region_matching_the_json(batch):
+    rows = _rows(batch / "regions.csv")
+    assert list(rows[0]) == REGION_COLUMNS
+    assert len(rows) == 3 * (5 + 3) and {r["case"] for r in rows} == {"ct-64"}  # radiographs have no regions
+    report = json.loads((batch / "ct-64" / "measurements.json").read_text())
+    regions = report["regions"]
+    assert regions["levels"] == 5 and regions["position"] == "prone" and regions["dependent_side"] == "ventral"
+    assert "--position" in regions["position_source"]
+    for row, expected in zip(rows, regions["rows"]):
+        assert (row["structure"], row["kind"], row["region"]) == (expected["structure"], expected["kind"],
+                                                                  expected["region"])
+        assert float(row["weight_g"]) == pytest.approx(expected["weight_g"])
+        assert row["position"] == "prone"
+    both = [r for r in rows if r["structure"] == "both" and r["kind"] == "ventral_dorsal"]
+    assert sum(float(r["weight_g"]) for r in both) == pytest.approx(report["structures"]["both"]["weight_g"])
+    assert "regions" not in json.loads((batch / "montgomery_MCUCXR_0001_0" / "measurements.json").read_text())
