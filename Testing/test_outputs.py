@@ -4,10 +4,17 @@ measurements.json, report.png, index.html (a browser test is in test_browser.py)
 import csv
 import json
 
+import numpy as np
 import pytest
 from conftest import SAMPLES
 
 from LungSegLib.cli import main
+from LungSegLib.figures import LEFT_RGB, RIGHT_RGB, save_report_png
+from LungSegLib.measure import measure_ct
+from LungSegLib.params import Parameters
+from LungSegLib.phantom import chest_phantom
+from LungSegLib.pipeline import segment_image
+from LungSegLib.regions import measure_regions
 from LungSegLib.report import REGION_COLUMNS
 
 
@@ -42,3 +49,30 @@ def test_regions_csv_has_one_row_per_case_structure_region_matching_the_json(bat
     both = [r for r in rows if r["structure"] == "both" and r["kind"] == "ventral_dorsal"]
     assert sum(float(r["weight_g"]) for r in both) == pytest.approx(report["structures"]["both"]["weight_g"])
     assert "regions" not in json.loads((batch / "montgomery_MCUCXR_0001_0" / "measurements.json").read_text())
+
+
+def _picture(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_report_png_per_case_is_large_and_not_blank(batch):
+    ct = _picture(batch / "ct-64" / "report.png")
+    assert ct.shape[0] >= 900 and ct.shape[1] >= 1500
+    assert ct.std() > 20
+    # the lung outlines are drawn in the legend colours
+    for colour in (RIGHT_RGB, LEFT_RGB):
+        assert (np.abs(ct.astype(int) - colour).sum(-1) < 10).sum() > 500
+    cxr = _picture(batch / "montgomery_MCUCXR_0001_0" / "report.png")
+    assert cxr.shape[1] >= 1200 and cxr.std() > 20
+
+
+def test_report_png_of_a_case_without_lung(tmp_path):
+    image, _, _ = chest_phantom(shape=(40, 48, 56), spacing=(4.0, 4.0, 4.0))
+    result = segment_image(image, Parameters(engine="hu"))
+    result.labels = result.labels.with_array(np.zeros_like(result.labels.array))
+    result.measurements = measure_ct(result.labels.array, image.array, image.voxel_volume_ml)
+    result.measurements["regions"] = measure_regions(result.labels.array, image)
+    save_report_png(result, result.report("empty"), tmp_path / "report.png")
+    assert _picture(tmp_path / "report.png").std() > 10
