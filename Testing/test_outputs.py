@@ -3,6 +3,8 @@ measurements.json, report.png, index.html (a browser test is in test_browser.py)
 
 import csv
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from conftest import SAMPLES
 
 from LungSegLib.cli import main
 from LungSegLib.figures import LEFT_RGB, RIGHT_RGB, save_report_png
+from LungSegLib.html_report import render_index
 from LungSegLib.measure import measure_ct
 from LungSegLib.params import Parameters
 from LungSegLib.phantom import chest_phantom
@@ -76,3 +79,38 @@ def test_report_png_of_a_case_without_lung(tmp_path):
     result.measurements["regions"] = measure_regions(result.labels.array, image)
     save_report_png(result, result.report("empty"), tmp_path / "report.png")
     assert _picture(tmp_path / "report.png").std() > 10
+
+
+def test_index_html_is_self_contained_and_links_each_case_file(batch):
+    page = (batch / "index.html").read_text()
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", page, flags=re.I)
+    assert refs and all(not re.match(r"^([a-z][a-z0-9+.-]*:|/)", r, flags=re.I) for r in refs), refs
+    for banned in ("http:", "https:", "<link", "@import", "url(", "<script src", "<iframe"):
+        assert banned not in page.lower()
+    for case in ("ct-64", "montgomery_MCUCXR_0001_0"):
+        for name in ("report.png", "overlay.png", "measurements.json"):
+            assert f'href="{case}/{name}"' in page or f'src="{case}/{name}"' in page
+            assert (batch / case / name).is_file()
+    assert 'href="ct-64/lungs.nii.gz"' in page and 'href="montgomery_MCUCXR_0001_0/lungs.png"' in page
+    assert 'class="failed"' in page and "missing" in page and "no such file" in page
+
+
+def test_index_escapes_hostile_text():
+    page = render_index([("x", None, set(), {"case": "<b>x</b>", "error": "<script>alert(1)</script>",
+                                             "input": "a\"b"})])
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_index_and_regions_are_regenerated_on_resume(tmp_path):
+    out = tmp_path / "out"
+    first = tmp_path / "first.nrrd"
+    shutil.copy(SAMPLES / "ct-64.nrrd", first)
+    assert main(["segment", str(first), "-o", str(out), "--engine", "hu", "--quiet"]) == 0
+    assert "first" in (out / "index.html").read_text() and "second" not in (out / "index.html").read_text()
+    (out / "index.html").unlink()
+    second = tmp_path / "second.nrrd"
+    shutil.copy(SAMPLES / "ct-64.nrrd", second)
+    assert main(["segment", str(first), str(second), "-o", str(out), "--engine", "hu", "--quiet", "--resume"]) == 0
+    page = (out / "index.html").read_text()
+    assert "first" in page and "second" in page
+    assert {r["case"] for r in _rows(out / "regions.csv")} == {"first", "second"}
