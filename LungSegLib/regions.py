@@ -50,49 +50,95 @@ def patient_position(image: Image, override: str = "auto") -> tuple:
 
 
 def _lung_voxels(labels: np.ndarray, hu: np.ndarray, image: Image) -> tuple:
-    """Label, HU, LPS y (anterior->posterior) and LPS z (inferior->superior) of every lung voxel, a slice at
-    a time (no full-size coordinate arrays)."""
+    """Label, HU (as stored), LPS y (anterior->posterior) and LPS z (inferior->superior) of every lung voxel,
+    filled a slice at a time into arrays allocated once (no full-size coordinate arrays)."""
     m = image.ijk_to_lps()
-    parts = ([], [], [], [])
-    for k in range(labels.shape[0]):
-        lab = labels[k]
-        jj, ii = np.nonzero((lab == 1) | (lab == 2))
-        if not ii.size:
-            continue
-        parts[0].append(lab[jj, ii])
-        parts[1].append(hu[k][jj, ii].astype(np.float32))
-        for out, row in ((parts[2], m[1]), (parts[3], m[2])):
-            out.append((row[0] * ii + row[1] * jj + (row[2] * k + row[3])).astype(np.float32))
-    if not parts[0]:
-        return tuple(np.zeros(0, t) for t in (np.uint8, np.float32, np.float32, np.float32))
-    return tuple(np.concatenate(p) for p in parts)
+    nz, ny, nx = labels.shape
+    n = int(np.count_nonzero(labels))
+    lab, h = np.empty(n, np.uint8), np.empty(n, hu.dtype)
+    ap, si = np.empty(n, np.float32), np.empty(n, np.float32)
+    along_i = [(m[r, 0] * np.arange(nx)).astype(np.float32) for r in (1, 2)]
+    along_j = [(m[r, 1] * np.arange(ny)).astype(np.float32) for r in (1, 2)]
+    pos = 0
+    for k in np.flatnonzero(labels.reshape(nz, -1).any(axis=1)):
+        jj, ii = np.nonzero(labels[k])
+        end = pos + ii.size
+        lab[pos:end], h[pos:end] = labels[k][jj, ii], hu[k][jj, ii]
+        for r, out in ((1, ap), (2, si)):
+            out[pos:end] = along_i[r - 1][ii] + along_j[r - 1][jj] + np.float32(m[r, 2] * k + m[r, 3])
+        pos = end
+    keep = (lab == 1) | (lab == 2)
+    if not keep.all():  # other label values are not lung
+        lab, h, ap, si = lab[keep], h[keep], ap[keep], si[keep]
+    return lab, h, ap, si
 
 
 def _bins(coord: np.ndarray, n: int, reverse: bool = False) -> tuple:
-    """Index 0..n-1 of equal-width bins between the extremes of ``coord`` (from the maximum when
-    ``reverse``), and the bin thickness in mm."""
+    """Index 0..n-1 (uint8) of equal-width bins between the extremes of ``coord`` (from the maximum when
+    ``reverse``), and the bin width in mm."""
     if not coord.size:
-        return np.zeros(0, np.intp), 0.0
+        return np.zeros(0, np.uint8), 0.0
     lo, hi = float(coord.min()), float(coord.max())
-    thickness = (hi - lo) / n
-    if thickness <= 0:
-        return np.zeros(coord.size, np.intp), 0.0
-    dist = (hi - coord) if reverse else (coord - lo)
-    return np.minimum((dist / thickness).astype(np.intp), n - 1), thickness
+    width = (hi - lo) / n
+    if width <= 0:
+        return np.zeros(coord.size, np.uint8), 0.0
+    dist = (np.float32(hi) - coord) if reverse else (coord - np.float32(lo))
+    dist *= np.float32(1.0 / width)
+    return np.minimum(dist, n - 1).astype(np.uint8), width
 
 
-def _region_sums(lab, h, tissue, gas, band, region, n_regions) -> dict:
-    """voxel_sums-style arrays of shape (2 lungs, n_regions[, bands])."""
-    n_b = len(BANDS)
-    key = ((lab.astype(np.intp) - 1) * n_regions + region) * n_b + band
-    size = 2 * n_regions * n_b
+def _hist_bin(h: np.ndarray) -> np.ndarray:
+    """Histogram bin of each HU value: 0 below -1000 HU, 1..110 the 10 HU bins, 111 above +100 HU."""
+    lo, hi = HIST_RANGE_HU
+    n_bins = int(round((hi - lo) / HIST_BIN_HU))
+    b = np.floor((h - lo) / HIST_BIN_HU).astype(np.intp)
+    b = np.where(h == hi, n_bins - 1, b)  # the last bin includes +100 HU, as numpy.histogram does
+    return np.clip(b + 1, 0, n_bins + 1)
+
+
+N_HIST = int(round((HIST_RANGE_HU[1] - HIST_RANGE_HU[0]) / HIST_BIN_HU)) + 2
+
+
+def _cube(lab, h, level, third, levels) -> dict:
+    """voxel_sums-style totals per (lung, level, third) (and per band), and the histogram counts per lung.
+    Stored integer HU (the usual case) go through one bincount over (region, HU value) and per-HU lookup
+    tables; other HU go voxel by voxel. Both use the same per-voxel functions as the totals."""
+    n_b, shape = len(BANDS), (2, levels, 3)
+    region = (lab.astype(np.int64) - 1) * (levels * 3) + level.astype(np.int64) * 3 + third
+    if np.issubdtype(h.dtype, np.integer) and h.size:
+        hmin, hmax = int(h.min()), int(h.max())
+        n_hu = hmax - hmin + 1
+        if 2 * levels * 3 * n_hu <= 8_000_000:
+            region *= n_hu
+            region += h
+            region -= hmin
+            counts = np.bincount(region, minlength=2 * levels * 3 * n_hu).reshape(-1, n_hu)
+            del region
+            values = np.arange(hmin, hmax + 1, dtype=np.float32)
+            tissue, band = tissue_fraction(values).astype(np.float64), band_index(values)
+            c = counts.astype(np.float64)
+            band_n = np.stack([counts[:, band == b].sum(1) for b in range(n_b)], -1)
+            band_tissue = np.stack([c[:, band == b] @ tissue[band == b] for b in range(n_b)], -1)
+            per_lung = counts.reshape(2, -1, n_hu).sum(1)
+            hist = np.stack([np.bincount(_hist_bin(values), weights=per_lung[s], minlength=N_HIST) for s in range(2)])
+            return {"n": counts.sum(1).reshape(shape), "tissue": (c @ tissue).reshape(shape),
+                    "gas": (c @ gas_fraction(values).astype(np.float64)).reshape(shape),
+                    "hu": (c @ values.astype(np.float64)).reshape(shape),
+                    "band_n": band_n.reshape(*shape, n_b), "band_tissue": band_tissue.reshape(*shape, n_b),
+                    "hist": hist}
+    h = h.astype(np.float32)
+    tissue = tissue_fraction(h)
+    key = region * n_b + band_index(h)
+    size = 2 * levels * 3 * n_b
 
     def count(weights=None):
-        return np.bincount(key, weights=weights, minlength=size).reshape(2, n_regions, n_b)
+        return np.bincount(key, weights=weights, minlength=size).reshape(*shape, n_b)
 
     band_n, band_tissue = count(), count(tissue)
-    return {"n": band_n.sum(-1), "tissue": band_tissue.sum(-1), "gas": count(gas).sum(-1),
-            "hu": count(h).sum(-1), "band_n": band_n, "band_tissue": band_tissue}
+    hist_key = (lab.astype(np.intp) - 1) * N_HIST + _hist_bin(h)
+    return {"n": band_n.sum(-1), "tissue": band_tissue.sum(-1), "gas": count(gas_fraction(h)).sum(-1),
+            "hu": count(h).sum(-1), "band_n": band_n, "band_tissue": band_tissue,
+            "hist": np.bincount(hist_key, minlength=2 * N_HIST).reshape(2, N_HIST)}
 
 
 def _rows(sums, kind, names, bounds, voxel_ml, density) -> list:
@@ -106,20 +152,15 @@ def _rows(sums, kind, names, bounds, voxel_ml, density) -> list:
     return rows
 
 
-def histogram(lab, h, voxel_ml) -> dict:
+def histogram(counts: np.ndarray, voxel_ml: float) -> dict:
     """Volume (mL) per 10 HU bin from -1000 to +100 HU per lung, and the volume outside that range."""
-    lo, hi = HIST_RANGE_HU
-    n_bins = int(round((hi - lo) / HIST_BIN_HU))
-    b = np.floor((h - lo) / HIST_BIN_HU).astype(np.intp)
-    b = np.where(h == hi, n_bins - 1, b)  # the last bin includes +100 HU, as numpy.histogram does
-    b = np.clip(b + 1, 0, n_bins + 1)     # 0: below -1000 HU, n_bins + 1: above +100 HU
-    counts = np.bincount((lab.astype(np.intp) - 1) * (n_bins + 2) + b, minlength=2 * (n_bins + 2))
-    counts = counts.reshape(2, n_bins + 2) * voxel_ml
-    out = {"edges_hu": [lo + i * HIST_BIN_HU for i in range(n_bins + 1)], "unit": "mL per bin"}
+    lo = HIST_RANGE_HU[0]
+    counts = counts * voxel_ml
+    out = {"edges_hu": [lo + i * HIST_BIN_HU for i in range(N_HIST - 1)], "unit": "mL per bin",
+           "below_range_ml": {}, "above_range_ml": {}}
     for name, c in (("right", counts[0]), ("left", counts[1]), ("both", counts[0] + counts[1])):
         out[name] = [float(v) for v in c[1:-1]]
-        out.setdefault("below_range_ml", {})[name] = float(c[0])
-        out.setdefault("above_range_ml", {})[name] = float(c[-1])
+        out["below_range_ml"][name], out["above_range_ml"][name] = float(c[0]), float(c[-1])
     return out
 
 
@@ -131,14 +172,17 @@ def measure_regions(labels: np.ndarray, image: Image, density: float = 1.0, leve
     levels = int(levels)
     voxel_ml = image.voxel_volume_ml
     lab, h, ap, si = _lung_voxels(labels, image.array, image)
-    tissue, gas, band = tissue_fraction(h), gas_fraction(h), band_index(h)
     level, level_mm = _bins(ap, levels)
+    del ap
     third, third_mm = _bins(si, 3, reverse=True)
+    del si
+    cube = _cube(lab, h, level, third, levels)
+    hist = cube.pop("hist")
     level_bounds = [(i * level_mm, (i + 1) * level_mm) for i in range(levels)]
     third_bounds = [(i * third_mm, (i + 1) * third_mm) for i in range(3)]
-    rows = (_rows(_region_sums(lab, h, tissue, gas, band, level, levels), "ventral_dorsal",
+    rows = (_rows({k: v.sum(2) for k, v in cube.items()}, "ventral_dorsal",
                   [f"level_{i + 1}" for i in range(levels)], level_bounds, voxel_ml, density)
-            + _rows(_region_sums(lab, h, tissue, gas, band, third, 3), "cranio_caudal", THIRDS, third_bounds,
+            + _rows({k: v.sum(1) for k, v in cube.items()}, "cranio_caudal", THIRDS, third_bounds,
                     voxel_ml, density))
     pos, how = patient_position(image, position)
     dependent = {"supine": "dorsal", "prone": "ventral"}.get(pos, "not along the ventral-dorsal axis")
@@ -155,7 +199,7 @@ def measure_regions(labels: np.ndarray, image: Image, density: float = 1.0, leve
                               "weight, gas volume and voxel counts add up to the totals",
                 "position": "supine/prone from --position, else DICOM PatientPosition, else the direction matrix; "
                             "it only sets the dependent side"},
-            "rows": rows, "histogram": histogram(lab, h, voxel_ml),
+            "rows": rows, "histogram": histogram(hist, voxel_ml),
             "profile": profile(rows, level_bounds)}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import save_report_png
+from .figures import ct_views, grey, outlined, save_report_png
 from .image import CT
 from .io import atomic_path, write_labels, write_seg_nrrd, write_text
 
@@ -69,10 +69,11 @@ def write_case(result, case: str, case_dir) -> dict:
             write_dicom_seg(result, case_dir / "lungs.seg.dcm")
     else:
         write_labels(case_dir / "lungs.png", labels_at_input_size(result))
+    views = ct_views(result.image, result.labels) if result.image.modality == CT else None
     with atomic_path(case_dir / "overlay.png") as tmp:
-        overlay_picture(result).save(tmp, format="PNG")
+        overlay_picture(result, views=views).save(tmp, format="PNG")
     with atomic_path(case_dir / "report.png") as tmp:
-        save_report_png(result, _jsonable(report), tmp)
+        save_report_png(result, _jsonable(report), tmp, views)
     write_text(case_dir / "measurements.json", json.dumps(_jsonable(report), indent=2))
     return report
 
@@ -104,19 +105,17 @@ def _jsonable(obj):
     return obj
 
 
-def overlay_picture(result, panel: int = 320):
+def overlay_picture(result, panel: int = 320, views=None):
     """QC picture: the radiograph, or mid-axial / coronal / sagittal CT views through the lungs, with the
     right (green) and left (orange) lung outlined. Views are shown in radiological convention."""
     from PIL import Image as PILImage
-
-    from .figures import ct_views, grey, outlined
 
     if result.image.modality != CT:
         arr = result.image.array
         lo, hi = np.percentile(arr, (0.5, 99.5))
         return PILImage.fromarray(outlined(grey(arr, lo, hi), result.labels.array))
     tiles = []
-    for _, img, lab, row_mm, col_mm, _ in ct_views(result.image, result.labels):
+    for _, img, lab, row_mm, col_mm, _ in views or ct_views(result.image, result.labels):
         tile = PILImage.fromarray(outlined(grey(img, -1200, 400), lab))
         h, w = img.shape
         scale = panel / max(h * row_mm, w * col_mm)

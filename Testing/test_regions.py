@@ -168,3 +168,20 @@ def test_position_from_dicom_option_and_nifti():
 def test_bad_level_count_is_a_clear_error():
     with pytest.raises(LungSegError, match="levels must be between 1 and 100"):
         Parameters(levels=0).validate()
+
+
+def test_float_hu_path_equals_the_integer_path_and_adds_up():
+    rng = np.random.default_rng(5)
+    hu = rng.integers(-1100, 300, size=(10, 12, 14)).astype(np.int16)
+    labels = rng.integers(0, 3, size=hu.shape).astype(np.uint8)
+    image = Image(hu, spacing=(0.8, 0.8, 2.0))
+    as_int = measure_regions(labels, image, levels=4)
+    as_float = measure_regions(labels, image.with_array(hu.astype(np.float32)), levels=4)
+    for a, b in zip(as_int["rows"], as_float["rows"]):
+        assert a["voxel_count"] == b["voxel_count"]
+        for key in ("weight_g", "gas_volume_ml", "mean_hu", "non_aerated_weight_fraction"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12)
+    assert as_int["histogram"]["both"] == pytest.approx(as_float["histogram"]["both"])
+    fractional = image.with_array(hu.astype(np.float32) + 0.37)  # not integers: voxel by voxel
+    totals = measure_ct(labels, fractional.array, fractional.voxel_volume_ml, 1.0)["structures"]
+    _check_adds_up(measure_regions(labels, fractional, 1.0, 6), totals)
