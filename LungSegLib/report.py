@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +70,15 @@ def write_case(result, case: str, case_dir) -> dict:
             write_dicom_seg(result, case_dir / "lungs.seg.dcm")
     else:
         write_labels(case_dir / "lungs.png", labels_at_input_size(result))
+    t_pictures = time.perf_counter()
     views = ct_views(result.image, result.labels) if result.image.modality == CT else None
     with atomic_path(case_dir / "overlay.png") as tmp:
         overlay_picture(result, views=views).save(tmp, format="PNG")
+    t_report = time.perf_counter()
     with atomic_path(case_dir / "report.png") as tmp:
         save_report_png(result, _jsonable(report), tmp, views)
+    report["timings_s"] = {**report["timings_s"], "overlay_png": round(t_report - t_pictures, 3),
+                           "report_png": round(time.perf_counter() - t_report, 3)}
     write_text(case_dir / "measurements.json", json.dumps(_jsonable(report), indent=2))
     return report
 
