@@ -3,7 +3,7 @@
 CT: axial / coronal / sagittal views through the lungs with the right and left lung outlined and a legend,
 the case, engine, model, per-lung volume and weight, QC flags, the HU histograms and the ventral->dorsal
 profile (tissue weight, gas fraction and mean HU per level). Radiographs: the overlay with the areas and the
-right/left ratio. Drawn with matplotlib's object API (no pyplot: no global state, safe in a batch or in Slicer).
+right/left ratio. Drawn with Pillow (:mod:`LungSegLib.plots`): a few tens of milliseconds per case.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from .image import CT, to_canonical
+from .plots import Page, line_plot, padded
 
 RIGHT_RGB, LEFT_RGB = (64, 200, 64), (255, 170, 30)  # the outline colours of overlay.png
-COLOURS = {"right": tuple(c / 255 for c in RIGHT_RGB), "left": tuple(c / 255 for c in LEFT_RGB),
-           "both": (0.35, 0.35, 0.35)}
+COLOURS = {"right": RIGHT_RGB, "left": LEFT_RGB, "both": (80, 80, 80)}
+CT_PAGE, CXR_PAGE = (1600, 960), (1400, 820)
 WINDOW_HU = (-1200, 400)
 
 
@@ -60,113 +61,106 @@ def ct_views(image, labels) -> list:
             ("sagittal", hu[::-1, :, x], lab[::-1, :, x], sz, sy, ("A", "P", "S", "I"))]
 
 
-def report_figure(result, report: dict, views=None):
-    """The matplotlib Figure of report.png (``views``: :func:`ct_views` when already computed)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(16, 9.6) if result.image.modality == CT else (14, 8), dpi=100)
-    _header(fig, report)
+def report_picture(result, report: dict, views=None):
+    """report.png as a PIL image (``views``: :func:`ct_views` when already computed)."""
+    page = Page(*(CT_PAGE if result.image.modality == CT else CXR_PAGE))
+    _header(page, report)
     if result.image.modality == CT:
-        _ct_panels(fig, views or ct_views(result.image, result.labels), report)
+        _ct_panels(page, views or ct_views(result.image, result.labels), report)
     else:
-        _cxr_panels(fig, result, report)
-    return fig
+        _cxr_panels(page, result, report)
+    return page.image
 
 
 def save_report_png(result, report: dict, path, views=None) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = report_figure(result, report, views)
-    FigureCanvasAgg(fig)
-    fig.savefig(str(path), format="png", pil_kwargs={"compress_level": 1})
+    report_picture(result, report, views).save(str(path), format="PNG", compress_level=1)
 
 
-def _header(fig, report):
+def _header(page, report):
     model = report.get("model") or {}
-    name = model.get("name") or ""
     version = f" v{model['version']}" if model.get("version") else ""
-    fig.text(0.01, 0.985, report.get("case") or "case", fontsize=20, weight="bold", va="top")
-    fig.text(0.01, 0.945, f"{report['modality']}  |  engine {report['engine']}  |  model {name}{version}  |  "
-             f"LungSeg {report.get('lungseg_version', '')}  |  {report.get('input', '')}"[:170], fontsize=11,
-             va="top", color="0.25")
+    page.text((16, 12), report.get("case") or "case", 30, bold=True)
+    subtitle = (f"{report['modality']}  |  engine {report['engine']}  |  model {model.get('name') or ''}{version}  |  "
+                f"LungSeg {report.get('lungseg_version', '')}  |  {report.get('input', '')}")
+    page.text((16, 56), subtitle[:150], 15, fill=(70, 70, 70))
     flags = report.get("qc", {}).get("flags", [])
-    text = "QC flags: " + (", ".join(flags) if flags else "none")
-    fig.text(0.99, 0.985, text, fontsize=12, va="top", ha="right", weight="bold",
-             color="white" if flags else "darkgreen",
-             bbox={"facecolor": "firebrick", "edgecolor": "none", "pad": 4} if flags else None)
+    right = page.image.width - 16
+    if flags:
+        page.label((right, 16), "QC flags: " + ", ".join(flags), 16, fill="white")
+    else:
+        page.text((right, 16), "QC flags: none", 16, bold=True, fill=(0, 120, 0), anchor="ra")
 
 
-def _legend(fig, box):
-    from matplotlib.patches import Patch
-
-    fig.legend(handles=[Patch(facecolor=COLOURS["right"], label="Right lung"),
-                        Patch(facecolor=COLOURS["left"], label="Left lung")],
-               loc="lower left", bbox_to_anchor=(box.x0, box.y0), fontsize=10, framealpha=0.85)
-
-
-def _view(fig, spec, rgb, row_mm, col_mm, title, letters):
-    """Draw ``rgb`` at its physical aspect, fitted and centred in the grid cell ``spec``, as raw pixels
-    (figimage: no axes, no resampling by matplotlib); returns the box it occupies (figure fraction)."""
-    from matplotlib.transforms import Bbox
+def _view(page, cell, rgb, row_mm, col_mm, title, letters):
+    """Paste ``rgb`` at its physical aspect, fitted and centred in ``cell`` (x0, y0, x1, y1); title and
+    orientation letters; returns the pasted box."""
     from PIL import Image as PILImage
 
-    cell = spec.get_position(fig)
-    width_px, height_px = fig.get_figwidth() * fig.dpi, fig.get_figheight() * fig.dpi
+    x0, y0, x1, y1 = cell
+    y0 += 26  # room for the title
     h, w = rgb.shape[:2]
-    scale = min(cell.width * width_px / (w * col_mm), cell.height * height_px / (h * row_mm))
+    scale = min((x1 - x0) / (w * col_mm), (y1 - y0) / (h * row_mm))
     size = (max(1, int(w * col_mm * scale)), max(1, int(h * row_mm * scale)))
     picture = PILImage.fromarray(rgb).resize(size, PILImage.NEAREST if size[0] > 2 * w else PILImage.BILINEAR)
-    x0 = cell.x0 + (cell.width - size[0] / width_px) / 2
-    y0 = cell.y0 + (cell.height - size[1] / height_px) / 2
-    fig.figimage(np.asarray(picture), xo=int(x0 * width_px), yo=int(y0 * height_px), origin="upper")
-    box = Bbox.from_bounds(x0, y0, size[0] / width_px, size[1] / height_px)
-    fig.text((box.x0 + box.x1) / 2, box.y1 + 0.006, title, ha="center", va="bottom", fontsize=13)
-    style = {"color": "yellow", "fontsize": 12, "weight": "bold"}
-    mid_x, mid_y = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-    fig.text(box.x0 + 0.004, mid_y, letters[0], va="center", **style)
-    fig.text(box.x1 - 0.004, mid_y, letters[1], va="center", ha="right", **style)
-    fig.text(mid_x, box.y1 - 0.006, letters[2], va="top", ha="center", **style)
-    fig.text(mid_x, box.y0 + 0.006, letters[3], va="bottom", ha="center", **style)
-    return box
+    left, top = int(x0 + (x1 - x0 - size[0]) / 2), int(y0 + (y1 - y0 - size[1]) / 2)
+    page.image.paste(picture, (left, top))
+    right, bottom = left + size[0], top + size[1]
+    page.text(((left + right) / 2, top - 6), title, 17, anchor="md")
+    yellow = (255, 230, 0)
+    for xy, letter, anchor in (((left + 6, (top + bottom) / 2), letters[0], "lm"),
+                               ((right - 6, (top + bottom) / 2), letters[1], "rm"),
+                               (((left + right) / 2, top + 4), letters[2], "ma"),
+                               (((left + right) / 2, bottom - 4), letters[3], "md")):
+        if letter:
+            page.text(xy, letter, 17, bold=True, fill=yellow, anchor=anchor)
+    return left, top, right, bottom
 
 
-def _ct_panels(fig, views, report):
-    grid = fig.add_gridspec(2, 4, left=0.02, right=0.99, top=0.89, bottom=0.1, hspace=0.2, wspace=0.12,
-                            height_ratios=(1.3, 1.0), width_ratios=(1, 1, 1, 1.2))
-    for i, (name, hu, lab, row_mm, col_mm, letters) in enumerate(views):
-        box = _view(fig, grid[0, i], outlined(grey(hu, *WINDOW_HU), lab, fill=0.18), row_mm, col_mm, name, letters)
+def _legend(page, box):
+    left, bottom = box[0] + 8, box[3] - 8
+    page.draw.rectangle((left, bottom - 52, left + 120, bottom), fill=(235, 235, 235), outline=(160, 160, 160))
+    for i, (name, colour) in enumerate((("Right lung", RIGHT_RGB), ("Left lung", LEFT_RGB))):
+        y = bottom - 44 + 22 * i
+        page.draw.rectangle((left + 8, y, left + 30, y + 14), fill=colour)
+        page.text((left + 38, y + 7), name, 14, anchor="lm")
+
+
+def _ct_panels(page, views, report):
+    cells = [(16 + 385 * i, 84, 16 + 385 * i + 370, 520) for i in range(3)]
+    for i, (cell, (name, hu, lab, row_mm, col_mm, letters)) in enumerate(zip(cells, views)):
+        box = _view(page, cell, outlined(grey(hu, *WINDOW_HU), lab, fill=0.18), row_mm, col_mm, name, letters)
         if i == 0:
-            _legend(fig, box)
-    _ct_table(fig, grid[0, 3].get_position(fig), report)
+            _legend(page, box)
+    _ct_table(page, (1180, 100), report)
     regions = report.get("regions")
     if not regions:
         return
-    bottom = grid[1, :].subgridspec(1, 5, wspace=0.42, width_ratios=(0.07, 2.2, 1, 1, 1))
-    _histogram(fig.add_subplot(bottom[0, 1]), regions["histogram"])
+    hist = regions["histogram"]
+    edges = hist["edges_hu"]
+    centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+    series = [(centres, hist[s], COLOURS[s], f"{s} lung") for s in ("right", "left")]
+    line_plot(page, (80, 600, 600, 870), series, (edges[0], edges[-1]),
+              (0.0, padded(hist["right"] + hist["left"] + [0.0])[1]), "HU histogram (mL per 10 HU bin)",
+              "HU  (dashed: aeration bands -900 / -500 / -100)", vlines=(-900, -500, -100), legend=(592, 608, "r"))
     depth = regions["profile"]["depth_mm"]
-    for col, (key, label) in enumerate((("weight_g", "tissue weight per level (g)"),
-                                        ("gas_fraction", "gas fraction per level"),
-                                        ("mean_hu", "mean HU per level"))):
-        ax = fig.add_subplot(bottom[0, col + 2])
-        for structure in ("right", "left", "both"):
-            values = regions["profile"][structure][key]
-            if key == "weight_g" and structure == "both":
-                continue  # right + left; its scale would flatten the two lungs
-            ax.plot(values, depth, "o-", color=COLOURS[structure], label=structure, ms=4, lw=1.8)
-        ax.invert_yaxis()
-        _style(ax, label)
-        if col == 0:
-            ax.set_ylabel(f"depth below most ventral lung (mm)\nventral (top) -> dorsal; dependent: "
-                          f"{regions['dependent_side']}", fontsize=10)
-        if col == 1:
-            ax.legend(fontsize=9)
-    fig.text(0.01, 0.006, f"Profile: {regions['levels']} levels of {regions['level_thickness_mm']:.1f} mm along the "
-             f"patient's anterior->posterior axis. Position {regions['position']}: "
-             f"{regions['position_source']}.", fontsize=9.5, color="0.3")
+    extent = regions["level_thickness_mm"] * regions["levels"]
+    for i, (key, title) in enumerate((("weight_g", "tissue weight per level (g)"),
+                                      ("gas_fraction", "gas fraction per level"),
+                                      ("mean_hu", "mean HU per level"))):
+        structures = ("right", "left") if key == "weight_g" else ("right", "left", "both")
+        series = [(regions["profile"][s][key], depth, COLOURS[s], s) for s in structures]
+        values = [v for s in series for v in s[0]]
+        line_plot(page, (760 + 290 * i, 600, 990 + 290 * i, 870), series, padded(values), (0.0, extent or 1.0),
+                  title, invert_y=True, markers=True, legend=(990 + 290 * i - 6, 606, "r") if i == 1 else None)
+    page.text((715, 690), "depth (mm)\nbelow the\nmost ventral\nlung voxel\n\nventral\nat the top", 12,
+              fill=(70, 70, 70), anchor="ra", align="right")
+    page.text((16, 930), f"Ventral->dorsal profile: {regions['levels']} levels of {regions['level_thickness_mm']:.1f} mm "
+              f"along the patient's anterior->posterior axis, ventral at the top. Position {regions['position']} "
+              f"({regions['position_source']}); dependent side: {regions['dependent_side']}.", 13, fill=(70, 70, 70))
 
 
-def _ct_table(fig, cell, report):
-    """Per-lung numbers as one monospace text block (a matplotlib table costs a text object per cell)."""
+def _ct_table(page, xy, report):
+    """Per-lung numbers as one monospace block."""
     s = report["structures"]
     rows = [("volume (mL)", "volume_ml", "{:.0f}"), ("weight (g)", "weight_g", "{:.0f}"),
             ("gas volume (mL)", "gas_volume_ml", "{:.0f}"), ("mean HU", "mean_hu", "{:.0f}"),
@@ -179,69 +173,30 @@ def _ct_table(fig, cell, report):
         lines.append(f"{label:<16}" + "".join(f"{fmt.format(s[k][key]):>7}" for k in ("right", "left", "both")))
         if key == "mean_hu":
             lines.append("% of volume:")
-    def at(x, y):
-        return cell.x0 + x * cell.width, cell.y0 + y * cell.height
-
-    fig.text(*at(0.04, 0.93), "\n".join(lines), family="monospace", fontsize=11.5, va="top", linespacing=1.5)
+    x, y = xy
     ratio = report.get("qc", {}).get("right_left_volume_ratio")
-    fig.text(*at(0.04, 1.0), "Lungs" + (f"  (right/left volume {ratio:.2f})" if ratio else ""), fontsize=14,
-             weight="bold", va="top")
-    fig.text(*at(0.04, 0.12), f"weight: gas/tissue model, {report['method']['density_g_per_ml']} g/mL\n"
-             "bands: < -900, -900..-500, -500..-100, >= -100 HU", fontsize=10, color="0.3", va="top")
+    page.text((x, y), "Lungs" + (f"  (right/left volume {ratio:.2f})" if ratio else ""), 19, bold=True)
+    page.text((x, y + 38), "\n".join(lines), 15, mono=True, spacing=9)
+    page.text((x, y + 370), f"weight: gas/tissue model, {report['method']['density_g_per_ml']} g/mL\n"
+              "bands: < -900, -900..-500, -500..-100, >= -100 HU", 13, fill=(70, 70, 70))
 
 
-def _style(ax, title):
-    from matplotlib.ticker import MaxNLocator
-
-    ax.set_title(title, fontsize=11, y=1.0, pad=4)
-    ax.grid(alpha=0.3)
-    ax.tick_params(labelsize=9)
-    ax.xaxis.set_major_locator(MaxNLocator(4))
-    ax.yaxis.set_major_locator(MaxNLocator(6))
-
-
-def _histogram(ax, hist):
-    edges = np.asarray(hist["edges_hu"])
-    centres = (edges[:-1] + edges[1:]) / 2
-    for structure in ("right", "left"):
-        ax.plot(centres, hist[structure], color=COLOURS[structure], lw=1.8, label=f"{structure} lung")
-    for cut in (-900, -500, -100):
-        ax.axvline(cut, color="0.6", lw=0.8, ls="--")
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_xlabel("HU (10 HU bins; dashed: aeration bands -900 / -500 / -100)", fontsize=10)
-    ax.set_ylabel("volume per bin (mL)", fontsize=10)
-    _style(ax, "HU histogram")
-    ax.legend(fontsize=9)
-
-
-def _cxr_panels(fig, result, report):
-    grid = fig.add_gridspec(1, 2, left=0.02, right=0.98, top=0.87, bottom=0.04, width_ratios=(1.3, 1), wspace=0.05)
+def _cxr_panels(page, result, report):
     arr = result.image.array
     lo, hi = np.percentile(arr, (0.5, 99.5))
     sx, sy = result.image.spacing[:2]
-    box = _view(fig, grid[0, 0], outlined(grey(arr, lo, hi), result.labels.array, fill=0.15), sy, sx,
+    box = _view(page, (16, 84, 820, 810), outlined(grey(arr, lo, hi), result.labels.array, fill=0.15), sy, sx,
                 "radiograph", ("R", "L", "", ""))
-    _legend(fig, box)
-    text_ax = fig.add_subplot(grid[0, 1])
-    text_ax.axis("off")
+    _legend(page, box)
     s = report["structures"]
     known = s["both"].get("area_cm2") is not None
-    cells = [[f"{s[k]['pixel_count']:,}" for k in ("right", "left", "both")]]
-    labels = ["area (pixels)"]
+    lines = [f"{'':<14}{'right':>9}{'left':>9}{'both':>9}",
+             f"{'area (pixels)':<14}" + "".join(f"{s[k]['pixel_count']:>9,}" for k in ("right", "left", "both"))]
     if known:
-        cells.append([f"{s[k]['area_cm2']:.1f}" for k in ("right", "left", "both")])
-        labels.append("area (cm2)")
-    table = text_ax.table(cellText=cells, rowLabels=labels, colLabels=["right", "left", "both"], loc="upper center",
-                          colWidths=[0.22] * 3)
-    table.auto_set_font_size(False)
-    table.set_fontsize(12)
-    table.scale(1.0, 2.2)
+        lines.append(f"{'area (cm2)':<14}" + "".join(f"{s[k]['area_cm2']:>9.1f}" for k in ("right", "left", "both")))
+    page.text((880, 120), "Projected lung area", 19, bold=True)
+    page.text((880, 160), "\n".join(lines), 15, mono=True, spacing=9)
     ratio = report.get("right_left_area_ratio")
-    text_ax.set_title("Projected lung area", fontsize=13)
-    text_ax.text(0.5, 0.55, f"right/left area ratio: {ratio:.2f}" if ratio else "right/left area ratio: n/a",
-                 ha="center", fontsize=13, transform=text_ax.transAxes)
-    if not known:
-        text_ax.text(0.5, 0.47, "pixel spacing unknown: no cm2", ha="center", fontsize=11, color="firebrick",
-                     transform=text_ax.transAxes)
-    text_ax.text(0.5, 0.38, "a single projection gives no volume or weight", ha="center", fontsize=10,
-                 color="0.35", transform=text_ax.transAxes)
+    page.text((880, 280), f"right/left area ratio: {ratio:.2f}" if ratio else "right/left area ratio: n/a", 17)
+    notes = ([] if known else ["pixel spacing unknown: no cm2"]) + ["a single projection gives no volume or weight"]
+    page.text((880, 320), "\n".join(notes), 14, fill=(70, 70, 70))

@@ -21,11 +21,9 @@ from .errors import LungSegError
 from .image import Image
 from .measure import BANDS, band_index, gas_fraction, quantities, tissue_fraction
 
-POSITIONS = ("auto", "supine", "prone")
 THIRDS = ("upper", "middle", "lower")
 HIST_RANGE_HU = (-1000.0, 100.0)
 HIST_BIN_HU = 10.0
-SIDES = ("right", "left")
 DICOM_POSITIONS = {"HFS": "supine", "FFS": "supine", "HFP": "prone", "FFP": "prone",
                    "HFDR": "decubitus", "HFDL": "decubitus", "FFDR": "decubitus", "FFDL": "decubitus"}
 
@@ -43,8 +41,10 @@ def patient_position(image: Image, override: str = "auto") -> tuple:
         return "supine", "assumed (NIfTI orientation does not tell the patient's position; set --position)"
     rows = np.asarray(image.direction, float).reshape(3, 3)[:, 1]  # LPS direction of increasing row index
     axis = int(np.argmax(np.abs(rows)))
-    if axis != 1:
+    if axis == 0:
         return "decubitus", "direction matrix (image rows run along the patient's left-right axis)"
+    if axis == 2:
+        return "supine", "assumed (image rows run head-foot, a coronal or sagittal stack; set --position)"
     return ("supine" if rows[1] > 0 else "prone"), "direction matrix (image rows run " + \
         ("anterior->posterior)" if rows[1] > 0 else "posterior->anterior)")
 
@@ -189,12 +189,13 @@ def measure_regions(labels: np.ndarray, image: Image, density: float = 1.0, leve
     return {"position": pos, "position_source": how, "dependent_side": dependent, "levels": levels,
             "level_thickness_mm": level_mm, "third_height_mm": third_mm,
             "method": {
-                "ventral_dorsal": f"{levels} levels of equal thickness along the patient's anterior->posterior axis "
-                                  "(LPS y of voxel centres, from the direction matrix) between the most ventral and "
-                                  "the most dorsal lung voxel of both lungs; level 1 is the most ventral; from_mm/to_mm "
-                                  "are depths below the most ventral lung voxel",
+                "ventral_dorsal": f"{levels} levels of equal thickness along the patient's anterior->posterior "
+                                  "axis (LPS y of voxel centres, from the direction matrix) between the most ventral "
+                                  "and the most dorsal lung voxel of both lungs; level 1 is the most ventral; "
+                                  "from_mm/to_mm are depths below the most ventral lung voxel",
                 "cranio_caudal": "upper/middle/lower thirds of the height of both lungs along the patient's "
-                                 "superior-inferior axis; from_mm/to_mm are distances below the most cranial lung voxel",
+                                 "superior-inferior axis; from_mm/to_mm are distances below the most cranial "
+                                 "lung voxel",
                 "quantities": "same definitions and density model as the totals (see method); regional volume, "
                               "weight, gas volume and voxel counts add up to the totals",
                 "position": "supine/prone from --position, else DICOM PatientPosition, else the direction matrix; "

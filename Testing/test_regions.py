@@ -163,6 +163,11 @@ def test_position_from_dicom_option_and_nifti():
     assert patient_position(image)[0] == "prone" and "FFP" in patient_position(image)[1]
     image.meta.update(patient_position="", source="/data/ct.nii.gz")
     assert patient_position(image)[0] == "supine" and "assumed" in patient_position(image)[1]
+    image.meta["source"] = "ct.nrrd"
+    image.direction = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # rows run to the patient's left
+    assert patient_position(image)[0] == "decubitus"
+    image.direction = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)  # a coronal stack: rows run head->foot
+    assert patient_position(image) == ("supine", patient_position(image)[1]) and "assumed" in patient_position(image)[1]
 
 
 def test_bad_level_count_is_a_clear_error():

@@ -160,9 +160,9 @@ def main(argv=None) -> int:
         else:
             print(f"{name:<40} warm {r['seconds']:6.2f} s  cold {r['cold_s']:6.2f} s  peak RSS "
                   f"{r['peak_rss_mb']:6.0f} MB  (warm: read {r['timings'].get('read', 0):.2f} s, segment "
-                  f"{r['timings'].get('segment', 0):.2f} s, measure {r['timings'].get('measure', 0):.2f} s of which "
-                  f"regions {r['timings'].get('regions', 0):.2f} s, report.png {r['timings'].get('report_png', 0):.2f} s; "
-                  f"package import {r['import_s']:.2f} s)")
+                  f"{r['timings'].get('segment', 0):.2f} s, measure {r['timings'].get('measure', 0):.2f} s "
+                  f"(regions {r['timings'].get('regions', 0):.2f} s), report.png "
+                  f"{r['timings'].get('report_png', 0):.2f} s; package import {r['import_s']:.2f} s)")
     if "error" in extras:
         print(f"{'regions + pictures + index (hu, 141)':<40} ERROR {extras['error']}")
     else:
