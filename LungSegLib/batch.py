@@ -82,14 +82,14 @@ def outdir_lock(outdir: Path):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True) -> dict:
+def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True, options=None) -> dict:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     with outdir_lock(outdir):
-        return _run_batch(inputs, outdir, params, overwrite, resume, show_progress)
+        return _run_batch(inputs, outdir, params, overwrite, resume, show_progress, options)
 
 
-def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress) -> dict:
+def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress, options=None) -> dict:
     remove_stale_partials(outdir)
     cases, errors = [], []
     for raw in inputs:  # a bad input path is one failed case, not the end of the batch
@@ -117,7 +117,7 @@ def _run_batch(inputs, outdir: Path, params, overwrite, resume, show_progress) -
                 raise LungSegError(f"{case_dir} exists but holds no finished case; pass --resume or --overwrite "
                                    "to replace it")
             bar.set_description(case[:30])
-            result = run_case(path, params, progress=_slice_progress(bar, case))
+            result = run_case(path, params, progress=_slice_progress(bar, case), options=options)
             rows.extend(csv_rows(case, write_case_atomically(result, case, case_dir)))
             ok += 1
         except LungSegError as e:

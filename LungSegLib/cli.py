@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .errors import LungSegError
+from .options import POSITIONS, CaseOptions
 from .params import ARCHS, DEVICES, ENGINES, Parameters
 
 EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE = 0, 1, 2
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--density", type=float, default=1.0, help="lung tissue density in g/mL for weight_g")
     s.add_argument("--levels", type=int, default=10,
                    help="CT: number of equal-thickness ventral->dorsal levels for regions.csv (default 10)")
-    s.add_argument("--position", choices=("auto", "supine", "prone"), default="auto",
+    s.add_argument("--position", choices=POSITIONS, default="auto",
                    help="patient position (sets the dependent side); auto: DICOM PatientPosition or direction matrix")
     s.add_argument("--dicom-seg", action="store_true",
                    help="also write lungs.seg.dcm, a DICOM Segmentation referencing the input DICOM series")
@@ -108,16 +109,16 @@ def cmd_info() -> int:
 def _params(args) -> Parameters:
     return Parameters(engine=args.engine, arch=args.arch, device=args.device, threads=args.threads,
                       modality=args.modality, density=args.density, weights=args.weights,
-                      allow_non_hu=args.allow_non_hu, levels=args.levels, position=args.position,
-                      dicom_seg=args.dicom_seg).validate()
+                      allow_non_hu=args.allow_non_hu).validate()
 
 
 def cmd_segment(args) -> int:
     from .batch import run_batch
 
     params = _params(args)
+    options = CaseOptions(levels=args.levels, position=args.position, dicom_seg=args.dicom_seg).validate()
     summary = run_batch(args.inputs, Path(args.output), params, overwrite=args.overwrite, resume=args.resume,
-                        show_progress=not args.quiet)
+                        show_progress=not args.quiet, options=options)
     print(f"lungseg: {summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed "
           f"-> {args.output}", file=sys.stderr)
     return EXIT_OK if summary["failed"] == 0 else EXIT_CASE_FAILED

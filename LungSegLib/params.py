@@ -11,7 +11,6 @@ ENGINES = ("auto", "hu", "ct2d", "ct3d", "cxr")
 ARCHS = ("auto", "unet", "resunet")
 DEVICES = ("auto", "cpu", "cuda")
 MODALITIES = ("auto", "CT", "CXR")
-POSITIONS = ("auto", "supine", "prone")
 
 
 @dataclass
@@ -25,15 +24,11 @@ class Parameters:
     weights: str = ""             # optional path to a weights file instead of the shipped model
     allow_non_hu: bool = False    # expert override: run CT engines on data that does not look like HU
     batch_size: int = 16          # slices per forward pass for 2D engines
-    levels: int = 10              # ventral->dorsal levels of the regional CT measurements
-    position: str = "auto"        # auto | supine | prone (which side is dependent; auto: DICOM or direction)
-    dicom_seg: bool = False       # also write lungs.seg.dcm (DICOM Segmentation) for DICOM series input
 
     def validate(self) -> "Parameters":
         from .errors import LungSegError
 
-        checks = (("engine", ENGINES), ("arch", ARCHS), ("device", DEVICES), ("modality", MODALITIES),
-                  ("position", POSITIONS))
+        checks = (("engine", ENGINES), ("arch", ARCHS), ("device", DEVICES), ("modality", MODALITIES))
         for name, allowed in checks:
             if getattr(self, name) not in allowed:
                 raise LungSegError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -41,8 +36,6 @@ class Parameters:
             raise LungSegError(f"density must be between 0.5 and 2.0 g/mL; got {self.density}")
         if int(self.threads) < 0 or int(self.batch_size) < 1:
             raise LungSegError("threads must be >= 0 and batch_size >= 1")
-        if not 1 <= int(self.levels) <= 100:
-            raise LungSegError(f"levels must be between 1 and 100; got {self.levels}")
         return self
 
     def to_dict(self) -> dict:

@@ -64,7 +64,7 @@ def write_case(result, case: str, case_dir) -> dict:
     if result.image.modality == CT:
         write_labels(case_dir / "lungs.nii.gz", result.labels)
         write_seg_nrrd(case_dir / "lungs.seg.nrrd", result.labels)
-        if result.params is not None and result.params.dicom_seg:
+        if result.options.dicom_seg:
             from .dicom_seg import write_dicom_seg
 
             write_dicom_seg(result, case_dir / "lungs.seg.dcm")

@@ -11,6 +11,7 @@ from LungSegLib.errors import LungSegError
 from LungSegLib.image import Image
 from LungSegLib.io import read_image
 from LungSegLib.measure import BANDS, measure_ct
+from LungSegLib.options import CaseOptions
 from LungSegLib.params import Parameters
 from LungSegLib.phantom import chest_phantom
 from LungSegLib.pipeline import segment_image
@@ -122,7 +123,8 @@ def _check_adds_up(regions, totals):
 
 
 def test_bundled_ct_regions_add_up_to_the_totals():
-    result = segment_image(read_image(SAMPLES / "ct-64.nrrd"), Parameters(engine="hu", levels=10, density=1.04))
+    result = segment_image(read_image(SAMPLES / "ct-64.nrrd"), Parameters(engine="hu", density=1.04),
+                           options=CaseOptions(levels=10))
     regions = result.measurements["regions"]
     totals = result.measurements["structures"]
     assert totals["both"]["voxel_count"] > 10000
@@ -164,7 +166,7 @@ def test_position_from_dicom_option_and_nifti():
     image.meta.update(patient_position="", source="/data/ct.nii.gz")
     assert patient_position(image)[0] == "supine" and "assumed" in patient_position(image)[1]
     image.meta["source"] = "ct.nrrd"
-    image.direction = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # rows run to the patient's left
+    image.direction = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # image rows run to the patient's left
     assert patient_position(image)[0] == "decubitus"
     image.direction = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)  # a coronal stack: rows run head->foot
     assert patient_position(image) == ("supine", patient_position(image)[1]) and "assumed" in patient_position(image)[1]
@@ -172,7 +174,9 @@ def test_position_from_dicom_option_and_nifti():
 
 def test_bad_level_count_is_a_clear_error():
     with pytest.raises(LungSegError, match="levels must be between 1 and 100"):
-        Parameters(levels=0).validate()
+        CaseOptions(levels=0).validate()
+    with pytest.raises(LungSegError, match="position must be one of auto, supine, prone"):
+        CaseOptions(position="sitting").validate()
 
 
 def test_float_hu_path_equals_the_integer_path_and_adds_up():
