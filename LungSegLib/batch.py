@@ -3,6 +3,7 @@ and the others go on; outputs are atomic; a finished case is never overwritten w
 
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
 from pathlib import Path
@@ -12,20 +13,23 @@ from .io import case_name, list_cases
 from .outdir import ERROR_COLUMNS, LOCK_NAME, OutputFolder  # noqa: F401 (ERROR_COLUMNS, LOCK_NAME were here)
 from .pipeline import run_case
 from .report import write_case
+from .summary import write_batch_summary
 
 
 def run_batch(inputs, outdir: Path, params, overwrite=False, resume=False, show_progress=True,
-              case_writer=None, prog="lungseg", tracebacks=True) -> dict:
+              case_writer=None, prog="lungseg", tracebacks=True, options=None) -> dict:
     """``case_writer(case, path, params, progress)`` segments one case and returns ``write(folder) -> report``
-    (default: :func:`pipeline.run_case` and :func:`report.write_case`; the Slicer batch script passes its own,
-    its ``prog`` name for the stderr lines, and ``tracebacks=False``: a failed case is one line there)."""
+    (default: :func:`pipeline.run_case` with ``options`` (:class:`options.CaseOptions`) and
+    :func:`report.write_case`; the Slicer batch script passes its own, its ``prog`` name for the stderr lines,
+    and ``tracebacks=False``: a failed case is one line there)."""
+    if case_writer is None:
+        case_writer = functools.partial(_cli_case, options=options)
     with OutputFolder(outdir) as out:  # the OUTDIR contract: lock, owned temporaries, stable case folders
-        return _run_batch(inputs, out, params, overwrite, resume, show_progress, case_writer or _cli_case,
-                          prog, tracebacks)
+        return _run_batch(inputs, out, params, overwrite, resume, show_progress, case_writer, prog, tracebacks)
 
 
-def _cli_case(case, path, params, progress):
-    result = run_case(path, params, progress=progress)
+def _cli_case(case, path, params, progress, options=None):
+    result = run_case(path, params, progress=progress, options=options)
     return lambda folder: write_case(result, case, folder)
 
 
@@ -77,7 +81,8 @@ def _run_batch(inputs, out: OutputFolder, params, overwrite, resume, show_progre
             bar.update(1)
             out.write_summaries(errors, tried, previous)
     bar.close()
-    out.write_summaries(errors, tried, previous)
+    all_errors = out.write_summaries(errors, tried, previous)
+    write_batch_summary(outdir, list(out.rows), all_errors)  # regions.csv, index.html: every case folder
     return {"ok": ok, "skipped": skipped, "failed": len(errors), "errors": errors}
 
 

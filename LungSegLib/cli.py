@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import LungSegError, os_error_message
 from .interrupt import INTERRUPTED, terminate_as_interrupt
+from .options import POSITIONS, CaseOptions
 from .params import ARCHS, DEVICES, ENGINES, Parameters
 
 EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE = 0, 1, 2
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = default)")
     s.add_argument("--modality", choices=("auto", "CT", "CXR"), default="auto", help="force the modality")
     s.add_argument("--density", type=float, default=1.0, help="lung tissue density in g/mL for weight_g")
+    s.add_argument("--levels", type=int, default=10,
+                   help="CT: number of equal-thickness ventral->dorsal levels for regions.csv (default 10)")
+    s.add_argument("--position", choices=POSITIONS, default="auto",
+                   help="patient position (sets the dependent side); auto: DICOM PatientPosition or direction matrix")
+    s.add_argument("--dicom-seg", action="store_true",
+                   help="also write lungs.seg.dcm, a DICOM Segmentation referencing the input DICOM series")
     s.add_argument("--weights", default="", help="weights file to use instead of the shipped model")
     s.add_argument("--allow-non-hu", action="store_true", help="run CT engines on data not in HU (experts)")
     s.add_argument("--overwrite", action="store_true", help="replace outputs of cases already done")
@@ -123,8 +130,9 @@ def cmd_segment(args) -> int:
     if not str(args.output).strip():
         raise LungSegError("empty output folder (-o ''); expected a folder name")
     params = _params(args)
+    options = CaseOptions(levels=args.levels, position=args.position, dicom_seg=args.dicom_seg).validate()
     summary = run_batch(args.inputs, Path(args.output), params, overwrite=args.overwrite, resume=args.resume,
-                        show_progress=not args.quiet)
+                        show_progress=not args.quiet, options=options)
     print(f"lungseg: {summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed "
           f"-> {args.output}", file=sys.stderr)
     return EXIT_OK if summary["failed"] == 0 else EXIT_CASE_FAILED

@@ -26,7 +26,7 @@ RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX", "XA")
 HEADER_TAGS = ["ImageType", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "SOPInstanceUID",
                "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "NumberOfFrames", "SliceThickness",
                "SamplesPerPixel", "BitsAllocated", "PixelSpacing", "SliceLocation",
-               "PixelPaddingValue", "RescaleSlope", "RescaleIntercept"]
+               "PixelPaddingValue", "RescaleSlope", "RescaleIntercept", "PatientPosition"]
 
 
 def split_series(raw) -> tuple:
@@ -277,16 +277,18 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     img = sitk_read(reader.Execute, folder)
+    resampled = []  # the grid is not the source slices' own (tilt, uneven spacing): no DICOM SEG frames
     if geometry is not None and frames == 1:
         try:
-            img, more = apply_slice_geometry(img, first, *geometry)
+            img, resampled = apply_slice_geometry(img, first, *geometry)
         except LungSegError as e:
             raise LungSegError(f"{folder}: {e}") from None
-        warnings += more
+        warnings += resampled
     modality = str(getattr(first, "Modality", "")).upper()
     image = from_sitk_any(img, folder, single_slice_ct=modality != "" and modality not in RADIOGRAPH_MODALITIES)
     _dicom_meta(image, first)
     image.meta.update(series_uid=uid, series_slices=len(files))
+    image.meta.update({"dicom_resampled": resampled[0]} if resampled else {"dicom_files": [str(f) for f in files]})
     image.meta.setdefault("warnings", []).extend(warnings)
     return image
 
@@ -315,6 +317,7 @@ def _dicom_meta(image, ds) -> None:
     image.meta["dicom_modality"] = str(getattr(ds, "Modality", "")).upper()
     image.meta["image_type"] = [str(v) for v in (getattr(ds, "ImageType", None) or [])]
     image.meta["series_description"] = safe_text(getattr(ds, "SeriesDescription", ""))
+    image.meta["patient_position"] = str(getattr(ds, "PatientPosition", "") or "")
     if is_localizer(ds):
         image.meta["scout"] = True
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:

@@ -51,7 +51,7 @@ def case_name(path: Path) -> str:
     return sanitize_name(name)
 
 
-RESERVED_NAMES = {"measurements.csv", "errors.csv", "lungs.seg.nrrd"}
+RESERVED_NAMES = {"measurements.csv", "errors.csv", "lungs.seg.nrrd", "regions.csv", "index.html"}
 
 
 def sanitize_name(name: str, max_len: int = 100) -> str:

@@ -42,31 +42,62 @@ def _structure_mask(labels: np.ndarray, values) -> np.ndarray:
     return mask
 
 
+def tissue_fraction(h: np.ndarray) -> np.ndarray:
+    """Tissue share of each voxel in the two-compartment model: clip((HU + 1000) / 1000, 0, 1)."""
+    return np.clip((h + 1000.0) / 1000.0, 0.0, 1.0)
+
+
+def gas_fraction(h: np.ndarray) -> np.ndarray:
+    """Gas share of each voxel: clip(-HU / 1000, 0, 1)."""
+    return np.clip(-h / 1000.0, 0.0, 1.0)
+
+
+BAND_EDGES = np.array([hi for _, _, hi in BANDS[:-1]], np.float32)
+
+
+def band_index(h: np.ndarray) -> np.ndarray:
+    """Index into BANDS of each voxel (lower edge inclusive, upper exclusive)."""
+    return np.searchsorted(BAND_EDGES, h, side="right").astype(np.uint8)
+
+
+def voxel_sums(h: np.ndarray) -> dict:
+    """The additive sums every CT quantity is made from (so regions add up exactly to the totals)."""
+    tissue = tissue_fraction(h)
+    band = band_index(h)
+    return {"n": int(h.size), "tissue": float(tissue.sum(dtype=np.float64)),
+            "gas": float(gas_fraction(h).sum(dtype=np.float64)), "hu": float(h.sum(dtype=np.float64)),
+            "band_n": np.bincount(band, minlength=len(BANDS)).astype(np.int64),
+            "band_tissue": np.bincount(band, weights=tissue, minlength=len(BANDS))}
+
+
+def quantities(sums: dict, voxel_ml: float, density: float) -> dict:
+    """One row of CT quantities (volume, weight, gas volume, mean HU, band fractions) from :func:`voxel_sums`
+    (or sums of several of them)."""
+    n, weight = int(sums["n"]), float(sums["tissue"]) * voxel_ml * density
+    row = {"voxel_count": n, "volume_ml": n * voxel_ml, "weight_g": weight,
+           "gas_volume_ml": float(sums["gas"]) * voxel_ml, "mean_hu": float(sums["hu"]) / n if n else 0.0}
+    for b, (band, _, _) in enumerate(BANDS):
+        row[f"{band}_volume_fraction"] = float(sums["band_n"][b]) / n if n else 0.0
+        row[f"{band}_weight_fraction"] = (float(sums["band_tissue"][b]) * voxel_ml * density / weight
+                                          if weight > 0 else 0.0)
+    return row
+
+
+def ct_method(density: float) -> dict:
+    return {"volume": "voxel count x voxel volume",
+            "weight": WEIGHT_METHOD.format(density=density),
+            "gas_volume": "sum(voxel_mL * clip(-HU/1000, 0, 1))",
+            "hu_bands": {b: [None if np.isinf(lo) else lo, None if np.isinf(hi) else hi] for b, lo, hi in BANDS},
+            "density_g_per_ml": density}
+
+
 def measure_ct(labels: np.ndarray, hu: np.ndarray, voxel_ml: float, density: float = 1.0) -> dict:
     """Per-structure CT measurements (see module docstring)."""
     structures = {}
     for name, values in STRUCTURES:
-        mask = _structure_mask(labels, values)
-        h = hu[mask].astype(np.float32)  # float32 values, float64 sums: exact enough, half the memory
-        n = int(h.size)
-        tissue = np.clip((h + 1000.0) / 1000.0, 0.0, 1.0)
-        weight = float(tissue.sum(dtype=np.float64) * voxel_ml * density)
-        row = {"voxel_count": n, "volume_ml": n * voxel_ml, "weight_g": weight,
-               "gas_volume_ml": float(np.clip(-h / 1000.0, 0.0, 1.0).sum(dtype=np.float64) * voxel_ml),
-               "mean_hu": float(h.mean(dtype=np.float64)) if n else 0.0}
-        for band, lo, hi in BANDS:
-            inside = (h >= lo) & (h < hi)
-            row[f"{band}_volume_fraction"] = float(inside.sum() / n) if n else 0.0
-            row[f"{band}_weight_fraction"] = (float(tissue[inside].sum(dtype=np.float64) * voxel_ml * density
-                                                    / weight) if weight > 0 else 0.0)
-        structures[name] = row
-    return {"structures": structures, "units": dict(CT_UNITS),
-            "method": {"volume": "voxel count x voxel volume",
-                       "weight": WEIGHT_METHOD.format(density=density),
-                       "gas_volume": "sum(voxel_mL * clip(-HU/1000, 0, 1))",
-                       "hu_bands": {b: [None if np.isinf(lo) else lo, None if np.isinf(hi) else hi]
-                                    for b, lo, hi in BANDS},
-                       "density_g_per_ml": density}}
+        h = hu[_structure_mask(labels, values)].astype(np.float32)  # float32 values, float64 sums
+        structures[name] = quantities(voxel_sums(h), voxel_ml, density)
+    return {"structures": structures, "units": dict(CT_UNITS), "method": ct_method(density)}
 
 
 def measure_cxr(labels: np.ndarray, image: Image) -> dict:

@@ -124,7 +124,10 @@ def result_to_nodes(result, volume_node, segmentation_node=None, table_node=None
     for key, value in (("engine", result.engine), ("model", result.model.get("name") or ""),
                        ("modality", result.image.modality), ("volume", volume_node.GetID())):
         table.SetAttribute(f"LungSeg.{key}", str(value))
-    place_beside(volume_node, seg, table)
+    from .mrml_regions import update_regions_table  # second table: ventral->dorsal levels and thirds (CT)
+
+    regions = update_regions_table(result, table, volume_node.GetScene(), f"{volume_node.GetName()} lung regions")
+    place_beside(volume_node, seg, table, *([regions] if regions is not None else []))
     return seg, table
 
 

@@ -231,9 +231,9 @@ class OutputFolder:
         except (OSError, ValueError, csv.Error):
             return []
 
-    def write_summaries(self, errors: list, tried: set, previous: list) -> None:
+    def write_summaries(self, errors: list, tried: set, previous: list) -> list:
         """measurements.csv for every finished case folder; errors.csv for this run's failures and earlier
-        failures of cases not tried again (and still without a finished folder)."""
+        failures of cases not tried again (and still without a finished folder). Returns the errors.csv rows."""
         rows = [r for case in sorted(self.rows, key=str.lower) for r in self.rows[case]]
         write_text(self.path / "measurements.csv", rows_to_csv(rows))
         kept = [r for r in previous if r["case"] not in tried and r["case"] not in self.rows]
@@ -242,6 +242,7 @@ class OutputFolder:
             write_text(self.path / "errors.csv", rows_to_csv(all_errors, ERROR_COLUMNS))
         elif (self.path / "errors.csv").is_file():
             (self.path / "errors.csv").unlink()
+        return all_errors
 
 
 def _remove(entry: Path) -> None:

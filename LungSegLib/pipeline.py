@@ -16,7 +16,9 @@ from .errors import CancelledError, LungSegError
 from .image import CT, CXR, Image, from_canonical, inplane_spacing_mm, to_canonical
 from .io import read_image
 from .measure import measure_ct, measure_cxr
+from .options import CaseOptions
 from .params import Parameters
+from .regions import measure_regions
 from .qc import qc_ct, qc_cxr  # noqa: F401 (qc_ct/qc_cxr were defined here)
 from .validate import check_image
 
@@ -31,6 +33,7 @@ class Result:
     qc: dict
     warnings: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    options: CaseOptions = field(default_factory=CaseOptions)
 
     def report(self, case: str = "") -> dict:
         """Everything measurements.json holds."""
@@ -57,10 +60,12 @@ def choose_engine(image: Image, params: Parameters) -> str:
     return best_validated_task(("ct2d", "ct3d"), inplane_spacing_mm(image)) or "hu"
 
 
-def segment_image(image: Image, params: Parameters | None = None, progress=None) -> Result:
+def segment_image(image: Image, params: Parameters | None = None, progress=None,
+                  options: CaseOptions | None = None) -> Result:
     """Segment an in-memory :class:`Image` and measure it. ``progress(fraction, message)`` returning
-    False cancels."""
+    False cancels; ``options``: regional levels and patient position (:class:`CaseOptions`)."""
     params = (params or Parameters()).validate()
+    options = (options or CaseOptions()).validate()
     if params.modality in (CT, CXR):
         image.modality = params.modality
     engine = choose_engine(image, params)
@@ -75,8 +80,12 @@ def segment_image(image: Image, params: Parameters | None = None, progress=None)
         raise CancelledError("cancelled by the user")
     t1 = time.perf_counter()
     label_image = image.with_array(labels.astype(np.uint8))
+    timings = {"segment": round(t1 - t0, 3)}
     if image.modality == CT:
         measurements = measure_ct(labels, image.array, image.voxel_volume_ml, params.density)
+        t_regions = time.perf_counter()
+        measurements["regions"] = measure_regions(labels, image, params.density, options.levels, options.position)
+        timings["regions"] = round(time.perf_counter() - t_regions, 3)
         qc = qc_ct(labels_c, canonical, measurements, card.get("raw_large_components"))
     else:
         measurements = measure_cxr(labels, image)
@@ -84,15 +93,20 @@ def segment_image(image: Image, params: Parameters | None = None, progress=None)
     if progress is not None:
         progress(1.0, "done")
     return Result(image, label_image, engine, card, measurements, qc, warnings,
-                  {"segment": round(t1 - t0, 3), "measure": round(time.perf_counter() - t1, 3)})
+                  {**timings, "measure": round(time.perf_counter() - t1, 3)}, options)
 
 
-def run_case(path, params: Parameters | None = None, progress=None) -> Result:
+def run_case(path, params: Parameters | None = None, progress=None, options: CaseOptions | None = None) -> Result:
     params = (params or Parameters()).validate()
+    options = (options or CaseOptions()).validate()
     t0 = time.perf_counter()
     image = read_image(path, params.modality)
+    if options.dicom_seg:
+        from .dicom_seg import check_dicom_source
+
+        check_dicom_source(image)
     t_read = time.perf_counter() - t0
-    result = segment_image(image, params, progress)
+    result = segment_image(image, params, progress, options)
     result.timings = {"read": round(t_read, 3), **result.timings}
     return result
 

@@ -1,14 +1,16 @@
-"""Writing one case's outputs: label files, measurements.json, CSV rows and the QC overlay picture."""
+"""Writing one case's outputs: label files, measurements.json, CSV rows, the QC overlay and report.png."""
 
 from __future__ import annotations
 
 import csv
 import io as _io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
+from .figures import ct_views, grey, outlined, save_report_png
 from .image import CT
 from .io import atomic_path, write_labels, write_seg_nrrd, write_text
 
@@ -18,7 +20,9 @@ CSV_COLUMNS = ["case", "modality", "engine", "arch", "model", "structure", "voxe
                "non_aerated_volume_fraction", "over_aerated_weight_fraction",
                "normally_aerated_weight_fraction", "poorly_aerated_weight_fraction",
                "non_aerated_weight_fraction", "pixel_count", "area_cm2", "density_g_per_ml", "qc_flags"]
-OUTLINE_COLOURS = {1: (64, 200, 64), 2: (255, 170, 30)}
+REGION_COLUMNS = ["case", "engine", "model", "position", "structure", "kind", "region", "index", "from_mm", "to_mm",
+                  *CSV_COLUMNS[CSV_COLUMNS.index("voxel_count"):CSV_COLUMNS.index("pixel_count")],
+                  "density_g_per_ml"]
 
 
 def csv_rows(case: str, report: dict) -> list:
@@ -32,6 +36,16 @@ def csv_rows(case: str, report: dict) -> list:
         row.update({k: v for k, v in values.items() if k in CSV_COLUMNS})
         rows.append({c: ("" if row.get(c) is None else row.get(c, "")) for c in CSV_COLUMNS})
     return rows
+
+
+def region_rows(case: str, report: dict) -> list:
+    """regions.csv rows of one case (none for radiographs): one per structure x region."""
+    regions = report.get("regions")
+    if not regions:
+        return []
+    common = {"case": case, "engine": report["engine"], "model": report["model"].get("name", ""),
+              "position": regions["position"], "density_g_per_ml": report["method"]["density_g_per_ml"]}
+    return [{c: {**common, **row}.get(c, "") for c in REGION_COLUMNS} for row in regions["rows"]]
 
 
 def rows_to_csv(rows: list, columns=CSV_COLUMNS) -> str:
@@ -50,10 +64,21 @@ def write_case(result, case: str, case_dir) -> dict:
     if result.image.modality == CT:
         write_labels(case_dir / "lungs.nii.gz", result.labels)
         write_seg_nrrd(case_dir / "lungs.seg.nrrd", result.labels)
+        if result.options.dicom_seg:
+            from .dicom_seg import write_dicom_seg
+
+            write_dicom_seg(result, case_dir / "lungs.seg.dcm")
     else:
         write_labels(case_dir / "lungs.png", labels_at_input_size(result))
+    t_pictures = time.perf_counter()
+    views = ct_views(result.image, result.labels) if result.image.modality == CT else None
     with atomic_path(case_dir / "overlay.png") as tmp:
-        overlay_picture(result).save(tmp, format="PNG")
+        overlay_picture(result, views=views).save(tmp, format="PNG")
+    t_report = time.perf_counter()
+    with atomic_path(case_dir / "report.png") as tmp:
+        save_report_png(result, _jsonable(report), tmp, views)
+    report["timings_s"] = {**report["timings_s"], "overlay_png": round(t_report - t_pictures, 3),
+                           "report_png": round(time.perf_counter() - t_report, 3)}
     write_text(case_dir / "measurements.json", json.dumps(_jsonable(report), indent=2))
     return report
 
@@ -85,54 +110,18 @@ def _jsonable(obj):
     return obj
 
 
-def _grey(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (np.clip((arr.astype(np.float32) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-
-
-def _outlined(grey: np.ndarray, labels: np.ndarray):
-    from PIL import Image as PILImage
-    from skimage.segmentation import find_boundaries
-
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    for value, colour in OUTLINE_COLOURS.items():
-        edge = find_boundaries(labels == value, mode="inner")
-        rgb[edge] = colour
-    return PILImage.fromarray(rgb)
-
-
-def _median_index(mask: np.ndarray, axis: int) -> int:
-    """Median position of the mask's voxels along ``axis`` (from its projection: no index arrays)."""
-    counts = mask.sum(axis=tuple(a for a in range(mask.ndim) if a != axis), dtype=np.int64)
-    return int(np.searchsorted(np.cumsum(counts), counts.sum() / 2.0))
-
-
-def overlay_picture(result, panel: int = 320):
+def overlay_picture(result, panel: int = 320, views=None):
     """QC picture: the radiograph, or mid-axial / coronal / sagittal CT views through the lungs, with the
     right (green) and left (orange) lung outlined. Views are shown in radiological convention."""
     from PIL import Image as PILImage
 
-    from .image import to_canonical
-
     if result.image.modality != CT:
         arr = result.image.array
         lo, hi = np.percentile(arr, (0.5, 99.5))
-        return _outlined(_grey(arr, lo, hi), result.labels.array)
-    ct = to_canonical(result.image)
-    lab = to_canonical(result.labels).array
-    hu = ct.array
-    sx, sy, sz = ct.spacing
-    lungs = lab > 0
-    if lungs.any():
-        z, y, x = (_median_index(lungs, axis) for axis in range(3))
-    else:
-        z, y, x = (s // 2 for s in hu.shape)
-    # canonical LPS: x index 0 is the patient's right, shown on the picture's left; superior up
-    views = [(hu[z], lab[z], sy, sx),
-             (hu[::-1, y], lab[::-1, y], sz, sx),
-             (hu[::-1, :, x], lab[::-1, :, x], sz, sy)]
+        return PILImage.fromarray(outlined(grey(arr, lo, hi), result.labels.array))
     tiles = []
-    for img, l, row_mm, col_mm in views:
-        tile = _outlined(_grey(img, -1200, 400), l)
+    for _, img, lab, row_mm, col_mm, _ in views or ct_views(result.image, result.labels):
+        tile = PILImage.fromarray(outlined(grey(img, -1200, 400), lab))
         h, w = img.shape
         scale = panel / max(h * row_mm, w * col_mm)
         tile = tile.resize((max(1, int(w * col_mm * scale)), max(1, int(h * row_mm * scale))),

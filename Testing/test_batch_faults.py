@@ -20,7 +20,7 @@ from LungSegLib.batch import run_batch
 from LungSegLib.cli import main
 from LungSegLib.params import Parameters
 
-CASE_FILES = {"lungs.nii.gz", "lungs.seg.nrrd", "overlay.png", "measurements.json"}
+CASE_FILES = {"lungs.nii.gz", "lungs.seg.nrrd", "overlay.png", "report.png", "measurements.json"}
 
 
 def _rows(path):

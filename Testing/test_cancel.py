@@ -101,7 +101,7 @@ def test_cancelled_cli_batch_case_writes_no_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "_slice_progress", lambda bar, case: (lambda f, m: m != "measuring"))
     summary = batch.run_batch([source], tmp_path / "out", Parameters(engine="hu"), show_progress=False)
     assert summary["failed"] == 1 and "cancelled" in summary["errors"][0]["error"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["errors.csv", "measurements.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["errors.csv", "index.html", "measurements.csv"]
 
 
 def test_threads_apply_to_one_run_and_are_restored(random_weights):

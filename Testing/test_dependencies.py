@@ -13,7 +13,8 @@ from conftest import REPO, SAMPLES
 from LungSegLib import dependencies as deps
 
 BASE = {"numpy": "2.1", "scipy": "1.14", "SimpleITK": "2.4.0", "nibabel": "5.3", "pydicom": "3.0.1", "pillow": "11",
-        "scikit-image": "0.25", "slicerio": "1.4.0", "tqdm": "4.67", "packaging": "24"}
+        "scikit-image": "0.25", "slicerio": "1.4.0", "tqdm": "4.67", "packaging": "24",
+        "matplotlib": "3.9", "highdicom": "0.28"}
 HIDE = """import sys
 class _Hide:
     def find_spec(self, name, path=None, target=None):

@@ -1,6 +1,7 @@
 """Issue 12, the user's files and the OUTDIR contract: files LungSeg did not create are never deleted or
 changed whatever their names; case folders keep their input across runs (--resume never skips a case
-that was not run); measurements.csv / errors.csv describe every case folder after any sequence of runs;
+that was not run); measurements.csv / errors.csv (and issue 11's regions.csv / index.html) describe every
+case folder after any sequence of runs;
 the lock never follows a planted link; case folders get the user's umask."""
 
 import csv
@@ -71,10 +72,22 @@ def test_measurements_and_errors_csv_describe_every_case_folder_after_several_ru
     assert _run([b], out)["failed"] == 0  # other inputs: a stays listed, c's failure stays reported
     assert sorted({r["case"] for r in _rows(out / "measurements.csv")}) == ["a", "b"]
     assert [r["case"] for r in _rows(out / "errors.csv")] == ["c"]
+    assert sorted({r["case"] for r in _rows(out / "regions.csv")}) == ["a", "b"]  # and the issue-11 summaries
+    page = (out / "index.html").read_text()
+    assert all(f'href="{c}/measurements.json"' in page for c in "ab") and page.count('class="failed"') == 1
     write_phantom(bad)  # the user fixes c
     assert _run([bad], out)["ok"] == 1
     assert sorted({r["case"] for r in _rows(out / "measurements.csv")}) == ["a", "b", "c"]
     assert not (out / "errors.csv").exists()
+    assert sorted({r["case"] for r in _rows(out / "regions.csv")}) == ["a", "b", "c"]
+    page = (out / "index.html").read_text()
+    assert all(f'href="{c}/measurements.json"' in page for c in "abc") and 'class="failed"' not in page
+    # a rerun that fails keeps the earlier folder: still in the csv files, shown failed in index.html
+    bad.write_text("broken again")
+    assert _run([bad], out, overwrite=True)["failed"] == 1
+    assert sorted({r["case"] for r in _rows(out / "regions.csv")}) == ["a", "b", "c"]
+    page = (out / "index.html").read_text()
+    assert page.count('class="failed"') == 1 and 'href="c/measurements.json"' in page
 
 
 @pytest.mark.parametrize("plant", ["symlink", "hardlink", "folder"])
@@ -130,7 +143,8 @@ def test_outdir_that_is_a_file_or_read_only_is_one_line_and_exit_2(tmp_path, cap
 def test_the_same_input_twice_is_one_case_and_empty_paths_are_refused(tmp_path, capsys):
     case = write_phantom(tmp_path / "a.nrrd")
     summary = _run([case, tmp_path / "a.nrrd", tmp_path / "." / "a.nrrd"], tmp_path / "out")
-    assert summary["ok"] == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "measurements.csv"]
+    assert summary["ok"] == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a", "index.html", "measurements.csv", "regions.csv"]
     assert main(["segment", str(case), "-o", "", "--engine", "hu", "--quiet"]) == 2
     assert "empty output folder" in capsys.readouterr().err
     assert main(["segment", "", "-o", str(tmp_path / "out2"), "--engine", "hu", "--quiet"]) == 1

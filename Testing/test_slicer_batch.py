@@ -46,7 +46,9 @@ def test_batch_on_cip_sample_with_a_bad_case(tmp_path):
     case = out / "ct-64"
     # the same case folder layout as lungseg segment, plus Slicer's table files
     assert sorted(p.name for p in case.iterdir()) == ["lungs.nii.gz", "lungs.seg.nrrd", "measurements.csv",
-                                                      "measurements.json", "measurements.schema.csv", "overlay.png"]
+                                                      "measurements.json", "measurements.schema.csv", "overlay.png",
+                                                      "report.png"]
+    assert {"regions.csv", "index.html"} <= {p.name for p in out.iterdir()}  # issue 11's batch summaries too
 
     reference = run_case(CIP_CT, Parameters(engine="hu"))
     seg = slicerio.read_segmentation(str(case / "lungs.seg.nrrd"))
@@ -211,7 +213,7 @@ def test_batch_script_and_cli_share_one_outdir_contract(tmp_path):
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (out / "a").iterdir())
     assert names == ["lungs.nii.gz", "lungs.seg.nrrd", "measurements.csv", "measurements.json",
-                     "measurements.schema.csv", "overlay.png"]
+                     "measurements.schema.csv", "overlay.png", "report.png"]
     assert json.loads((out / "a" / "measurements.json").read_text())["input"] == str(case)
     with open(out / "measurements.csv", newline="") as f:
         assert {r["case"] for r in csv.DictReader(f)} == {"a"}

@@ -205,7 +205,8 @@ def test_install_dependencies_uses_pytorchutils_then_pip_ensure_with_torch_pinne
 
     lungseg, _ = module
     base = {"numpy": "2.1", "scipy": "1.14", "SimpleITK": "2.4.0", "nibabel": "5.3", "pydicom": "3.0.1",
-            "pillow": "11", "scikit-image": "0.25", "slicerio": "1.4.0", "tqdm": "4.67", "packaging": "24"}
+            "pillow": "11", "scikit-image": "0.25", "slicerio": "1.4.0", "tqdm": "4.67", "packaging": "24",
+            "matplotlib": "3.9", "highdicom": "0.28"}
     state = {"torch": None, "monai": None}
     monkeypatch.setattr(dependencies, "installed_versions", lambda names=None: {**base, **state})
     logic = lungseg.LungSegLogic()

@@ -222,10 +222,11 @@ def test_results_go_under_the_input_study_in_the_subject_hierarchy():
     node = mrml.image_to_volume_node(chest_phantom(shape=(32, 48, 48), spacing=(4.0, 4.0, 4.0))[0], scene, "ct")
     sh.CreateItem(study, node)
     seg, table, _ = mrml_io.segment_volume_node(node, HU)
-    for result_node in (seg, table):
+    regions = scene.GetNodeByID(table.GetAttribute("LungSeg.regionsTable"))  # issue 11's second table
+    for result_node in (seg, table, regions):
         assert sh.GetItemParent(sh.GetItemByDataNode(result_node)) == study
     again = mrml_io.segment_volume_node(node, HU, segmentation_node=seg, table_node=table)
-    assert again[:2] == (seg, table) and sh.GetNumberOfItemChildren(study) == 3  # reused, not duplicated
+    assert again[:2] == (seg, table) and sh.GetNumberOfItemChildren(study) == 4  # reused, not duplicated
 
 
 def test_a_volume_under_a_scaling_or_shearing_transform_is_refused_a_rigid_one_is_measured():

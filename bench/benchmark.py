@@ -4,8 +4,10 @@
 
 End to end (read -> segment -> measure -> write every output) on a 512x512x141 CT (a real 512x512x64
 TCIA chest CT resampled to 141 slices), for the hu, ct2d and ct3d engines; one radiograph; and the peak
-resident memory of a 512x512x600 CT through ct2d and ct3d, each in a fresh process. Shipped models are used when
-present, otherwise randomly initialised weights of the same architecture (same cost).
+resident memory of a 512x512x600 CT through ct2d and ct3d, each in a fresh process; and, warm, what the
+regional measurements, report.png and the batch page add to the 512x512x141 case (time and peak memory;
+``--extras-only`` runs just that). Shipped models are used when present, otherwise randomly initialised
+weights of the same architecture (same cost).
 """
 
 from __future__ import annotations
@@ -67,12 +69,52 @@ runs = []
 for i in range({repeats}):
     t1 = time.perf_counter()
     result = run_case({path!r}, params)
-    write_case(result, "bench", {out!r} + str(i))
+    write_case(result, "bench", {out!r} + str(i) + "/bench")
     runs.append(time.perf_counter() - t1)
-print(json.dumps({{"seconds": runs[-1], "cold_s": runs[0], "import_s": t_import, "timings": result.timings,
+timings = json.load(open({out!r} + str(len(runs) - 1) + "/bench/measurements.json"))["timings_s"]
+print(json.dumps({{"seconds": runs[-1], "cold_s": runs[0], "import_s": t_import, "timings": timings,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "volume_ml": result.measurements["structures"]["both"].get("volume_ml")}}))
 """
+
+
+EXTRAS = r"""
+import json, sys, time
+sys.path.insert(0, {repo!r})
+from LungSegLib.figures import save_report_png
+from LungSegLib.params import Parameters
+from LungSegLib.pipeline import run_case
+from LungSegLib.regions import measure_regions
+from LungSegLib.report import write_case
+from LungSegLib.summary import write_batch_summary
+
+def status(key):  # kB -> MB, from /proc/self/status
+    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith(key)) / 1024
+
+result = run_case({path!r}, Parameters(engine="hu", threads={threads}))
+report = write_case(result, "bench", {out!r} + "/bench")  # warm-up: imports, fonts
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS (Linux >= 4.0)
+rss = status("VmRSS")
+steps = {{"regions": lambda: measure_regions(result.labels.array, result.image, 1.0, 10),
+          "report.png": lambda: save_report_png(result, report, {out!r} + "/report.png"),
+          "index.html + regions.csv": lambda: write_batch_summary({out!r}, ["bench"], [])}}
+out = {{}}
+for name, step in steps.items():
+    t, c = time.perf_counter(), time.process_time()
+    step()
+    out[name] = [time.perf_counter() - t, time.process_time() - c]
+print(json.dumps({{"steps": out, "peak_added_mb": status("VmHWM") - rss,
+                  "lung_voxels": int(result.measurements["structures"]["both"]["voxel_count"])}}))
+"""
+
+
+def run_extras(path, threads, out) -> dict:
+    """What regions, report.png and the batch summary add to a case, warm, with the peak memory they add."""
+    code = EXTRAS.format(repo=str(REPO), path=str(path), threads=threads, out=str(out))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_child(path, engine, weights, threads, out, repeats=2) -> dict:
@@ -91,19 +133,22 @@ def main(argv=None) -> int:
     p.add_argument("--dicom", type=Path, default=DEFAULT_DICOM)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-600", action="store_true", help="skip the 512x512x600 memory run")
+    p.add_argument("--extras-only", action="store_true", help="only what regions, report.png and index.html add")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ct141 = make_ct(args.dicom, 141, tmp / "ct141.nii.gz")
+        extras = run_extras(ct141, args.threads, tmp / "out_extras")
         rows = []
-        for engine in ("hu", "ct2d", "ct3d"):
+        for engine in () if args.extras_only else ("hu", "ct2d", "ct3d"):
             r = run_child(ct141, engine, weights_for(engine, tmp) if engine != "hu" else "", args.threads,
                           tmp / f"out_{engine}")
             rows.append((f"{engine} 512x512x141 end-to-end", r))
         cxr = REPO / "samples" / "montgomery_MCUCXR_0001_0.png"
-        rows.append(("cxr 256x256 radiograph end-to-end",
-                     run_child(cxr, "cxr", weights_for("cxr", tmp), args.threads, tmp / "out_cxr")))
-        if not args.skip_600:
+        if not args.extras_only:
+            rows.append(("cxr 256x256 radiograph end-to-end",
+                         run_child(cxr, "cxr", weights_for("cxr", tmp), args.threads, tmp / "out_cxr")))
+        if not (args.skip_600 or args.extras_only):
             ct600 = make_ct(args.dicom, 600, tmp / "ct600.nii.gz")
             for engine in ("ct2d", "ct3d"):
                 rows.append((f"{engine} 512x512x600 peak memory",
@@ -115,7 +160,17 @@ def main(argv=None) -> int:
         else:
             print(f"{name:<40} warm {r['seconds']:6.2f} s  cold {r['cold_s']:6.2f} s  peak RSS "
                   f"{r['peak_rss_mb']:6.0f} MB  (warm: read {r['timings'].get('read', 0):.2f} s, segment "
-                  f"{r['timings'].get('segment', 0):.2f} s; package import {r['import_s']:.2f} s)")
+                  f"{r['timings'].get('segment', 0):.2f} s, measure {r['timings'].get('measure', 0):.2f} s "
+                  f"(regions {r['timings'].get('regions', 0):.2f} s), report.png "
+                  f"{r['timings'].get('report_png', 0):.2f} s; package import {r['import_s']:.2f} s)")
+    if "error" in extras:
+        print(f"{'regions + pictures + index (hu, 141)':<40} ERROR {extras['error']}")
+    else:
+        steps = extras["steps"]
+        split = ", ".join(f"{k} {w:.2f} s (cpu {c:.2f})" for k, (w, c) in steps.items())
+        wall, cpu = (sum(v[i] for v in steps.values()) for i in (0, 1))
+        print(f"{'regions + pictures + index (hu, 141)':<40} added {wall:.2f} s (cpu {cpu:.2f}): {split}; peak "
+              f"memory added {extras['peak_added_mb']:.0f} MB ({extras['lung_voxels']} lung voxels)")
     return 0
 
 

@@ -9,8 +9,9 @@ Each case (a file, a DICOM series folder, FOLDER::SeriesInstanceUID, or a folder
 an MRML scene, segmented by the same logic as the module, and saved as OUT/<case>/lungs.seg.nrrd
 (segmentation storage node) and OUT/<case>/measurements.csv (table storage node, with
 measurements.schema.csv holding the units), beside the files ``lungseg segment`` writes (measurements.json,
-label map, overlay): OUTDIR follows the one contract of LungSegLib/outdir.py (same lock, case folders
-written whole and renamed, --overwrite / --resume, OUT/measurements.csv and OUT/errors.csv for every case).
+label map, overlay.png, report.png): OUTDIR follows the one contract of LungSegLib/outdir.py (same lock, case
+folders written whole and renamed, --overwrite / --resume, OUT/measurements.csv, OUT/errors.csv,
+OUT/regions.csv and OUT/index.html for every case).
 Failed cases are reported on stderr (one line each) and in OUT/errors.csv and skipped. Exit status: 0 all
 cases done, 1 some case failed or the run was interrupted (Ctrl-C, SIGTERM), 2 bad usage (options,
 unwritable output, missing packages, OUTDIR held by another run); Slicer always exits.
