@@ -106,6 +106,7 @@ def make_dense_case(hu: np.ndarray, lungs: np.ndarray, fraction: float = 0.25, s
 
 try:  # MONAI dictionary transform wrapper for the training pipelines
     from monai.transforms import MapTransform, RandomizableTransform
+    from monai.utils import convert_to_numpy
 
     class RandDenseLungd(RandomizableTransform, MapTransform):
         """With probability ``prob``, paint synthetic dense lung into ``keys[0]`` inside ``label_key``."""
@@ -127,8 +128,7 @@ try:  # MONAI dictionary transform wrapper for the training pipelines
             key = self.keys[0]
             img, lab = d[key], d[self.label_key]
             is_t = isinstance(img, torch.Tensor)
-            arr = img.detach().cpu().numpy() if is_t else np.asarray(img)
-            labarr = lab.detach().cpu().numpy() if isinstance(lab, torch.Tensor) else np.asarray(lab)
+            arr, labarr = convert_to_numpy(img), convert_to_numpy(lab)
             new = add_dense_lung(arr[0], labarr[0], rng, self.hu_range, self.max_fraction)[None]
             d[key] = torch.as_tensor(new, dtype=img.dtype) if is_t else new.astype(arr.dtype)
             return d

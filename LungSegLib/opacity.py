@@ -123,6 +123,7 @@ def add_opacity(image: np.ndarray, lungs: np.ndarray, rng, families=TRAINED) -> 
 
 try:  # MONAI dictionary transform for the training pipeline
     from monai.transforms import MapTransform, RandomizableTransform
+    from monai.utils import convert_to_numpy
 
     class RandOpacityd(RandomizableTransform, MapTransform):
         """With probability ``prob`` paint an opacity of one of ``families`` into ``keys[0]`` inside
@@ -141,9 +142,8 @@ try:  # MONAI dictionary transform for the training pipeline
             rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
             key = self.keys[0]
             img = d[key]
-            arr = (img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img))[0]
-            lab = d[self.label_key]
-            lungs = (lab.detach().cpu().numpy() if isinstance(lab, torch.Tensor) else np.asarray(lab))[0] > 0
+            arr = convert_to_numpy(img)[0]
+            lungs = convert_to_numpy(d[self.label_key])[0] > 0
             new = arr
             if self._do_transform and lungs.any() and self.families:
                 new = add_opacity(new, lungs, rng, self.families)[0]

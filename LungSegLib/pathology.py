@@ -266,6 +266,7 @@ def simulate(family: str, hu, lungs, fraction: float, rng, spacing=(1.0, 1.0, 1.
 # ------------------------------------------------------------------------------------ MONAI transform
 try:
     from monai.transforms import MapTransform, RandomizableTransform
+    from monai.utils import convert_to_numpy
 
     class RandPathologyd(RandomizableTransform, MapTransform):
         """With probability ``prob``, paint one pathology family (fraction 0.05..``max_fraction`` of the
@@ -297,8 +298,7 @@ try:
             rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
             key = self.keys[0]
             img, lab = d[key], d[self.label_key]
-            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-            labels = lab.detach().cpu().numpy() if isinstance(lab, torch.Tensor) else np.asarray(lab)
+            arr, labels = convert_to_numpy(img), convert_to_numpy(lab)
             planar = arr.ndim == 3
             lo, hi = self.hu_range
             hu = arr[0].astype(np.float32) * (hi - lo) + lo
