@@ -68,11 +68,13 @@ class Engine(enum.Enum):
     hu = "hu"
     ct2d = "ct2d"
     ct3d = "ct3d"
+    ct2d_ct3d = "ct2d+ct3d"
     cxr = "cxr"
 
     def label(self):
         return {"auto": _("auto"), "hu": _("HU threshold (no model)"), "ct2d": _("CT slice-wise network"),
-                "ct3d": _("CT 3D network"), "cxr": _("radiograph network")}[self.value]
+                "ct3d": _("CT 3D network"), "ct2d+ct3d": _("CT slice-wise + 3D networks (mean)"),
+                "cxr": _("radiograph network")}[self.value]
 
 
 class Arch(enum.Enum):

@@ -189,10 +189,13 @@ def train_transforms(task: str, roi, dense_prob=0.6, dense_max_fraction=0.6, low
         return T.Compose(first + [dense, T.RandAffined(
             keys, prob=0.7, rotate_range=0.15, scale_range=0.15, translate_range=(16, 16),
             mode=("bilinear", "nearest"), padding_mode="zeros")] + low_resolution(lowres_prob, 2) + common)
-    return T.Compose(first + [
+    # The simulator's families are anatomical (posterior pleura, hilum, periphery): paint the whole
+    # volume, then crop, or a crop's cut edge would pass for the pleura. The older bands paint the crop.
+    paint_then_crop = [dense] if families else []
+    return T.Compose(first + paint_then_crop + [
         T.SpatialPadd(keys, spatial_size=roi),
         T.RandCropByPosNegLabeld(keys, "label", spatial_size=roi, pos=3, neg=1, num_samples=2),
-        dense,
+    ] + ([] if families else [dense]) + [
         T.RandAffined(keys, prob=0.5, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.12, 0.12, 0.12),
                       mode=("bilinear", "nearest"), padding_mode="zeros"),
     ] + low_resolution(lowres_prob, 3) + common)
@@ -225,4 +228,4 @@ def augmentation_text(task: str, dense_prob: float, dense_max_fraction: float, l
             "RandScale/ShiftIntensity; no left-right flips"
             + (f"; RandSimulateLowResolution p={lowres_prob} (area down to 25-100 %, nearest or linear up)"
                if lowres_prob > 0 else "") + ("; 96^3 crops by RandCropByPosNegLabel"
-                                                             if task == "ct3d" else ""))
+               + (" after painting the whole volume" if families else "") if task == "ct3d" else ""))

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import CancelledError, LungSegError
 from .image import Image
-from .networks import default_card, find_card, load_model
+from .networks import card_for_weights, find_card, load_model
 from .postprocess import clean_labels
 from . import preprocess as pp
 
@@ -35,14 +35,15 @@ def model_for(engine: str, params, device: str):
     task = ENGINE_TASK[engine]
     arch = None if params.arch == "auto" else params.arch
     if params.weights:
-        card = default_card(task, arch or "unet")
+        card = card_for_weights(params.weights, task, arch or "unet")
         card["version"] = "user weights"
     else:
         card = find_card(task, arch)
     path = params.weights or card.get("weights_path")
     key = (card["name"], str(path), os.path.getmtime(path) if path and os.path.exists(path) else None, device)
     if key not in _MODEL_CACHE:
-        _MODEL_CACHE.clear()  # keep one model in memory
+        while len(_MODEL_CACHE) >= 2:  # keep two models in memory (the ensemble's pair)
+            del _MODEL_CACHE[next(iter(_MODEL_CACHE))]
         _MODEL_CACHE[key] = load_model(card, params.weights or None, device)
     return _MODEL_CACHE[key], card
 
@@ -70,16 +71,17 @@ def mirrored_probabilities(model, x):
     return (direct + mirror[:, [0, 2, 1]]) / 2
 
 
-def segment_ct2d(image: Image, params, progress=None):
+def ct2d_probabilities(image: Image, params, progress=None, model=None, card=None):
+    """Yield (first slice, (Z, C, Y, X) class probabilities) per batch of slices of the slice model."""
     import torch
 
     device = pick_device(params.device)
-    model, card = model_for("ct2d", params, device)
+    if model is None:
+        model, card = model_for("ct2d", params, device)
     mirror = bool(card["input"].get("mirror_average", False))
     size, hu_range = card["input"]["size"], card["input"]["hu_range"]
     vol = image.array
     box = pp.body_box(vol)
-    labels = np.zeros(vol.shape, np.uint8)
     bs = int(params.batch_size)
     with torch.inference_mode():
         for start in range(0, vol.shape[0], bs):
@@ -87,8 +89,14 @@ def segment_ct2d(image: Image, params, progress=None):
                                                      f"of {vol.shape[0]}")
             x = torch.from_numpy(pp.slices_to_model(vol[start:start + bs], box, size, hu_range)).to(device)
             prob = mirrored_probabilities(model, x) if mirror else torch.softmax(model(x), dim=1)
-            labels[start:start + bs] = pp.slices_from_model(prob.float().cpu().numpy(), box,
-                                                            vol[start:start + bs].shape)
+            yield start, pp.slice_probabilities(prob.float().cpu().numpy(), box, vol[start:start + bs].shape)
+
+
+def segment_ct2d(image: Image, params, progress=None):
+    model, card = model_for("ct2d", params, pick_device(params.device))
+    labels = np.zeros(image.array.shape, np.uint8)
+    for start, prob in ct2d_probabilities(image, params, progress, model, card):
+        labels[start:start + len(prob)] = np.argmax(prob, axis=1)
     return _cleaned(labels, card)
 
 
@@ -102,13 +110,15 @@ def window_count(shape, roi, overlap: float) -> int:
     return max(1, len(dense_patch_slices(size, roi, interval)))
 
 
-def segment_ct3d(image: Image, params, progress=None):
+def ct3d_low_probabilities(image: Image, params, progress=None, model=None, card=None):
+    """(class probabilities (C, z, y, x) on the model's grid, that grid as a SimpleITK image)."""
     import SimpleITK as sitk
     import torch
     from monai.inferers import sliding_window_inference
 
     device = pick_device(params.device)
-    model, card = model_for("ct3d", params, device)
+    if model is None:
+        model, card = model_for("ct3d", params, device)
     spacing, roi, hu_range = card["input"]["spacing_mm"], card["input"]["roi"], card["input"]["hu_range"]
     _checked(progress, 0.05, f"resampling to {spacing} mm")
     low = pp.resample_volume(image, spacing)
@@ -125,9 +135,42 @@ def segment_ct3d(image: Image, params, progress=None):
     with torch.inference_mode():
         logits = sliding_window_inference(torch.from_numpy(x).to(device), roi_size=roi, sw_batch_size=2,
                                           predictor=predictor, overlap=0.25, mode="gaussian")
-        prob = torch.softmax(logits, dim=1)[0].float().cpu().numpy()
+        return torch.softmax(logits, dim=1)[0].float().cpu().numpy(), low
+
+
+def segment_ct3d(image: Image, params, progress=None):
+    model, card = model_for("ct3d", params, pick_device(params.device))
+    prob, low = ct3d_low_probabilities(image, params, progress, model, card)
     _checked(progress, 0.8, "resampling back to the input grid")
     return _cleaned(pp.labels_from_low_grid(prob, low, image), card)
+
+
+def segment_ct_ensemble(image: Image, params, progress=None):
+    """``ct2d+ct3d``: the mean of the slice model's and the 3D model's class probabilities. The two see
+    dense lung differently (slices: fine in-plane detail; 3D: context above and below, so a liver dome or
+    the aorta is not taken for consolidated lung), and their mistakes only partly coincide."""
+    device = pick_device(params.device)
+    model3, card3 = model_for("ct3d", params, device)
+    model2, card2 = model_for("ct2d", params, device)
+    prob3, low = ct3d_low_probabilities(image, params, _scaled(progress, 0.0, 0.4), model3, card3)
+    channels = pp.low_grid_channels(prob3, low)
+    weight3 = float(card2.get("ensemble", {}).get("ct3d_weight", 0.5))
+    labels = np.zeros(image.array.shape, np.uint8)
+    for start, prob2 in ct2d_probabilities(image, params, _scaled(progress, 0.4, 0.95), model2, card2):
+        n = len(prob2)
+        prob = (1 - weight3) * prob2 + weight3 * pp.probabilities_from_low_grid(channels, image, start, n
+                                                                               ).transpose(1, 0, 2, 3)
+        labels[start:start + n] = np.argmax(prob, axis=1)
+    info = {**card2, "name": f"{card2['name']}+{card3['name']}",
+            "version": f"{card2.get('version')}+{card3.get('version')}", "task": "ct2d+ct3d"}
+    return _cleaned(labels, info)
+
+
+def _scaled(progress, lo: float, hi: float):
+    """A progress callback mapping 0..1 onto lo..hi of the caller's (for one part of an ensemble)."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(lo + (hi - lo) * fraction, message)
 
 
 def segment_cxr(image: Image, params, progress=None):
@@ -154,4 +197,5 @@ def segment_hu_engine(image: Image, params, progress=None):
                     "raw_large_components": info.get("large_components")}
 
 
-ENGINES = {"hu": segment_hu_engine, "ct2d": segment_ct2d, "ct3d": segment_ct3d, "cxr": segment_cxr}
+ENGINES = {"hu": segment_hu_engine, "ct2d": segment_ct2d, "ct3d": segment_ct3d, "ct2d+ct3d": segment_ct_ensemble,
+           "cxr": segment_cxr}

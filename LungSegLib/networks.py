@@ -117,6 +117,23 @@ def find_card(task: str, arch: str | None = None) -> dict:
     return cards[0]
 
 
+def card_for_weights(path, task: str, arch: str) -> dict:
+    """The card for a user's weights file: ``<stem>.json`` beside it when there is one (``lungseg train``
+    writes both), so the model is fed as it was trained (input grid, mirror average); else the default."""
+    beside = Path(path).with_suffix(".json")
+    if not beside.is_file():
+        return default_card(task, arch)
+    try:
+        card = json.loads(beside.read_text())
+    except (OSError, ValueError) as e:
+        raise LungSegError(f"model card {beside} beside the weights cannot be read ({e}); "
+                           "fix or remove it to use the default card") from None
+    if not isinstance(card, dict) or card.get("task") != task or "network" not in card or "input" not in card:
+        raise LungSegError(f"model card {beside} beside the weights is not a {task} card (expected a "
+                           f"'lungseg train' JSON with task {task!r}, network and input)")
+    return dict(card, card_path=str(beside))
+
+
 def load_state(path, device="cpu") -> dict:
     import torch
 

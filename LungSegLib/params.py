@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 
-ENGINES = ("auto", "hu", "ct2d", "ct3d", "cxr")
+ENGINES = ("auto", "hu", "ct2d", "ct3d", "ct2d+ct3d", "cxr")
 ARCHS = ("auto", "unet", "resunet")
 DEVICES = ("auto", "cpu", "cuda")
 MODALITIES = ("auto", "CT", "CXR")
@@ -18,7 +18,7 @@ MAX_BATCH = 1024
 
 @dataclass
 class Parameters:
-    engine: str = "auto"          # auto | hu | ct2d | ct3d | cxr
+    engine: str = "auto"          # auto | hu | ct2d | ct3d | ct2d+ct3d (mean of both) | cxr
     arch: str = "auto"            # auto (the best-validated shipped model) | unet | resunet
     device: str = "auto"          # auto | cpu | cuda
     threads: int = 0              # torch intra-op threads; 0 = library default
@@ -44,6 +44,9 @@ class Parameters:
             from .limits import require_regular
 
             require_regular(self.weights)  # a FIFO given as weights would block torch.load forever
+            if self.engine == "ct2d+ct3d":
+                raise LungSegError("weights: one weights file cannot serve the ct2d+ct3d ensemble; give --weights "
+                                   "with engine ct2d or ct3d")
         if not 1 <= int(self.batch_size) <= MAX_BATCH:
             raise LungSegError(f"batch_size must be between 1 and {MAX_BATCH}; got {self.batch_size}")
         return self

@@ -83,13 +83,20 @@ def slices_to_model(volume: np.ndarray, box: SliceBox, size, hu_range) -> np.nda
 
 def slices_from_model(prob: np.ndarray, box: SliceBox, shape) -> np.ndarray:
     """(Z, C, s, s) class scores -> (Z, Y, X) uint8 labels on the canonical grid."""
+    return np.argmax(slice_probabilities(prob, box, shape), axis=1).astype(np.uint8)
+
+
+def slice_probabilities(prob: np.ndarray, box: SliceBox, shape) -> np.ndarray:
+    """(Z, C, s, s) class probabilities -> (Z, C, Y, X) float32 on the canonical grid (background = 1
+    outside the body box), so a slice model can be averaged with another engine's probabilities."""
     z, c = prob.shape[:2]
     up = resize(prob.reshape(z * c, *prob.shape[2:]), (box.side, box.side), mode="bilinear")
     up = up.reshape(z, c, box.side, box.side)
     py, px = box.pads
     h, w = box.y1 - box.y0, box.x1 - box.x0
-    out = np.zeros((z,) + tuple(shape[1:]), np.uint8)
-    out[:, box.y0:box.y1, box.x0:box.x1] = np.argmax(up[:, :, py:py + h, px:px + w], axis=1)
+    out = np.zeros((z, c) + tuple(shape[1:]), np.float32)
+    out[:, 0] = 1.0
+    out[:, :, box.y0:box.y1, box.x0:box.x1] = up[:, :, py:py + h, px:px + w]
     return out
 
 
@@ -109,6 +116,15 @@ def labels_from_low_grid(prob: np.ndarray, low, image, slab: int = 32) -> np.nda
     """Argmax of class probabilities on the model's grid ``low`` (SimpleITK image geometry), linearly
     resampled onto ``image``'s (z, y, x) grid a slab of slices at a time, so memory stays at a few slabs
     of float maps instead of one full-size map per class (a 512x512x600 CT: 0.6 GB each)."""
+    channels = low_grid_channels(prob, low)
+    labels = np.zeros(image.array.shape, np.uint8)
+    for z0 in range(0, labels.shape[0], slab):
+        labels[z0:z0 + slab] = np.argmax(probabilities_from_low_grid(channels, image, z0, slab), axis=0)
+    return labels
+
+
+def low_grid_channels(prob: np.ndarray, low) -> list:
+    """(C, z, y, x) probabilities on the model grid -> one SimpleITK image per class with ``low``'s geometry."""
     import SimpleITK as sitk
 
     channels = []
@@ -116,18 +132,24 @@ def labels_from_low_grid(prob: np.ndarray, low, image, slab: int = 32) -> np.nda
         ch = sitk.GetImageFromArray(np.ascontiguousarray(p, np.float32))
         ch.CopyInformation(low)
         channels.append(ch)
+    return channels
+
+
+def probabilities_from_low_grid(channels: list, image, z0: int, n: int) -> np.ndarray:
+    """(C, n, Y, X) float32: the model-grid class images linearly resampled onto slices z0..z0+n-1 of
+    ``image``'s canonical grid (fewer at the end of the volume)."""
+    import SimpleITK as sitk
+
     nz, ny, nx = image.array.shape
+    n = min(n, nz - z0)
     direction = np.asarray(image.direction, float).reshape(3, 3)
     spacing = np.asarray(image.spacing, float)
-    labels = np.zeros((nz, ny, nx), np.uint8)
-    for z0 in range(0, nz, slab):
-        n = min(slab, nz - z0)
-        origin = np.asarray(image.origin, float) + direction @ (np.array([0.0, 0.0, z0]) * spacing)
-        maps = [sitk.GetArrayFromImage(sitk.Resample(ch, [nx, ny, n], sitk.Transform(), sitk.sitkLinear,
-                                                     origin.tolist(), spacing.tolist(), direction.ravel().tolist(),
-                                                     0.0, sitk.sitkFloat32)) for ch in channels]
-        labels[z0:z0 + n] = np.argmax(np.stack(maps), axis=0)
-    return labels
+    origin = np.asarray(image.origin, float) + direction @ (np.array([0.0, 0.0, z0]) * spacing)
+    return np.stack([sitk.GetArrayFromImage(sitk.Resample(ch, [nx, ny, n], sitk.Transform(), sitk.sitkLinear,
+                                                          origin.tolist(), spacing.tolist(),
+                                                          direction.ravel().tolist(), 1.0 if k == 0 else 0.0,
+                                                          sitk.sitkFloat32))
+                     for k, ch in enumerate(channels)])  # outside the model grid: background
 
 
 def radiograph_to_model(arr: np.ndarray, size, percentiles) -> np.ndarray:

@@ -12,7 +12,7 @@ from .hu_check import check_hu_scale, replace_padding_below_scale
 from .image import CT, CXR, Image
 from .limits import MAX_VOXELS
 
-CT_ENGINES = ("hu", "ct2d", "ct3d")
+CT_ENGINES = ("hu", "ct2d", "ct3d", "ct2d+ct3d")
 MIN_SLICES = 8
 THIN_MM, THICK_MM = 0.5, 5.0
 PLAUSIBLE_SPACING_MM = {CT: (0.05, 50.0), CXR: (0.01, 5.0)}  # beyond: a unit error, not a scanner
@@ -120,7 +120,7 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
         raise LungSegError(f"{src}: intensities {lo:.0f}..{hi:.0f} do not look like Hounsfield units "
                            f"({describe_range(arr)}{scaling}); expected air near -1000 HU and soft tissue near "
                            "0-60 HU; pass --allow-non-hu to run anyway")
-    if engine == "ct2d":
+    if engine in ("ct2d", "ct2d+ct3d"):
         _check_ct2d_spacing(image, params, warnings)
     sz = float(image.spacing[2])
     if sz < THIN_MM:

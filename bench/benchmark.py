@@ -134,14 +134,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-600", action="store_true", help="skip the 512x512x600 memory run")
     p.add_argument("--extras-only", action="store_true", help="only what regions, report.png and index.html add")
+    p.add_argument("--engines", nargs="+", default=["hu", "ct2d", "ct3d", "ct2d+ct3d"],
+                   help="CT engines timed on the 512x512x141 CT")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ct141 = make_ct(args.dicom, 141, tmp / "ct141.nii.gz")
         extras = run_extras(ct141, args.threads, tmp / "out_extras")
         rows = []
-        for engine in () if args.extras_only else ("hu", "ct2d", "ct3d"):
-            r = run_child(ct141, engine, weights_for(engine, tmp) if engine != "hu" else "", args.threads,
+        for engine in () if args.extras_only else args.engines:
+            weights = weights_for(engine, tmp) if engine in ("ct2d", "ct3d") else ""
+            r = run_child(ct141, engine, weights, args.threads,
                           tmp / f"out_{engine}")
             rows.append((f"{engine} 512x512x141 end-to-end", r))
         cxr = REPO / "samples" / "montgomery_MCUCXR_0001_0.png"

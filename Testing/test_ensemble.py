@@ -1,0 +1,59 @@
+"""The ct2d+ct3d engine (mean of both models' probabilities) and user weights with their own card."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES, dice, shared_path
+from LungSegLib import preprocess as pp
+from LungSegLib.errors import LungSegError
+from LungSegLib.io import read_image
+from LungSegLib.params import Parameters
+from LungSegLib.pipeline import segment_image
+
+
+def test_ensemble_on_a_validation_patient_is_at_least_as_good_as_the_weaker_model():
+    from LungSegLib.data import read_pair
+
+    folder = shared_path("ct", "lctsc-cambridge-dis-12")
+    image, labels = read_pair(folder / "lctsc002_ct.nii.gz", folder / "lctsc002_lungs.nii.gz", radiograph=False)
+    truth = labels.array > 0
+    scores = {e: dice(segment_image(image, Parameters(engine=e, device="cpu")).labels.array, truth)
+              for e in ("ct2d", "ct3d", "ct2d+ct3d")}
+    print(scores)
+    assert scores["ct2d+ct3d"] >= 0.97
+    assert scores["ct2d+ct3d"] >= min(scores["ct2d"], scores["ct3d"]) - 0.002
+
+
+def test_ensemble_refuses_a_single_weights_file(random_weights):
+    with pytest.raises(LungSegError, match="cannot serve the ct2d\\+ct3d ensemble"):
+        Parameters(engine="ct2d+ct3d", weights=str(random_weights("ct2d"))).validate()
+
+
+def test_slice_probabilities_are_background_outside_the_body_box_and_argmax_gives_the_labels():
+    rng = np.random.default_rng(0)
+    prob = rng.random((3, 3, 16, 16)).astype(np.float32)
+    prob /= prob.sum(axis=1, keepdims=True)
+    box = pp.SliceBox(4, 20, 2, 30, 28)
+    full = pp.slice_probabilities(prob, box, (3, 40, 40))
+    assert full.shape == (3, 3, 40, 40)
+    assert np.all(full[:, 0, :4] == 1.0) and np.all(full[:, 1:, :, 30:] == 0.0)
+    assert np.array_equal(np.argmax(full, axis=1), pp.slices_from_model(prob, box, (3, 40, 40)))
+
+
+def test_user_weights_run_with_the_card_written_beside_them(random_weights, tmp_path):
+    from LungSegLib.networks import default_card
+
+    weights = tmp_path / "my_ct2d.pt"
+    shutil.copy(random_weights("ct2d"), weights)
+    card = dict(default_card("ct2d", "unet"), name="my_ct2d")
+    card["input"]["mirror_average"] = True
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    image = read_image(SAMPLES / "ct-64.nrrd")
+    result = segment_image(image, Parameters(engine="ct2d", weights=str(weights), device="cpu"))
+    assert result.model["name"] == "my_ct2d" and result.model["version"] == "user weights"
+    weights.with_suffix(".json").write_text(json.dumps(dict(card, task="ct3d")))
+    with pytest.raises(LungSegError, match="is not a ct2d card"):
+        segment_image(image, Parameters(engine="ct2d", weights=str(weights), device="cpu"))
