@@ -154,13 +154,10 @@ def segment_ct_ensemble(image: Image, params, progress=None):
     model2, card2 = model_for("ct2d", params, device)
     prob3, low = ct3d_low_probabilities(image, params, _scaled(progress, 0.0, 0.4), model3, card3)
     channels = pp.low_grid_channels(prob3, low)
-    weight3 = float(card2.get("ensemble", {}).get("ct3d_weight", 0.5))
     labels = np.zeros(image.array.shape, np.uint8)
     for start, prob2 in ct2d_probabilities(image, params, _scaled(progress, 0.4, 0.95), model2, card2):
-        n = len(prob2)
-        prob = (1 - weight3) * prob2 + weight3 * pp.probabilities_from_low_grid(channels, image, start, n
-                                                                               ).transpose(1, 0, 2, 3)
-        labels[start:start + n] = np.argmax(prob, axis=1)
+        prob3_slab = pp.probabilities_from_low_grid(channels, image, start, len(prob2)).transpose(1, 0, 2, 3)
+        labels[start:start + len(prob2)] = np.argmax(prob2 + prob3_slab, axis=1)  # argmax of the mean
     info = {**card2, "name": f"{card2['name']}+{card3['name']}",
             "version": f"{card2.get('version')}+{card3.get('version')}", "task": "ct2d+ct3d"}
     return _cleaned(labels, info)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LungSegError
+from .params import ENGINES
 
 STRUCTURES = (("right", (1,)), ("left", (2,)), ("both", (1, 2)))
 
@@ -30,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--images", help="folder of images (or of <case>_ct/<case>_lungs pairs)")
     p.add_argument("--data", action="append", default=[], help="data folder in a training layout (repeatable)")
     p.add_argument("--masks", help="folder of reference masks with the images' file names")
-    p.add_argument("--engine", default="auto", choices=("auto", "hu", "ct2d", "ct3d", "ct2d+ct3d", "cxr"))
+    p.add_argument("--engine", default="auto", choices=ENGINES)
     p.add_argument("--arch", default="unet", choices=("unet", "resunet"))
     p.add_argument("--weights", default="", help="weights file instead of the shipped model")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
