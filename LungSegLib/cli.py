@@ -1,6 +1,6 @@
 """``lungseg`` command line: argument parsing only; the work happens in the rooms it calls.
 
-    lungseg segment INPUT [INPUT ...] -o OUTDIR [--engine auto|hu|ct2d|ct3d|cxr] [--arch unet|resunet]
+    lungseg segment INPUT [INPUT ...] -o OUTDIR [--engine auto|hu|ct2d|ct3d|ct2d+ct3d|cxr] [--arch unet|resunet]
                     [--device auto|cpu|cuda] [--threads N]
     lungseg info
     lungseg train ...      (see lungseg train --help)
@@ -103,16 +103,21 @@ def cmd_info() -> int:
     print(f"models ({len(cards)}):" if cards else "models: none shipped (the hu engine needs none)")
     for c in cards:
         metrics = c.get("metrics", {})
-        summary = ", ".join(f"{k} {v}" for k, v in metrics.items() if isinstance(v, (int, float)))
+        parts = [f"{k} {v}" for k, v in metrics.items() if isinstance(v, (int, float))]
         if val := validation_dice(c):
-            summary += f", validation Dice {val}"
+            parts.append(f"validation Dice {val}")
         if (robust := robustness_dice(c)) is not None:
-            summary += f", worst pathology family at 25 % Dice {robust}"
-        if c.get("task") in ("ct2d", "ct3d") and val:
-            summary += f", auto ranks it by {selection_dice(c):.3f}"
+            parts.append(f"worst pathology family at 25 % Dice {robust}")
+        if c.get("task") in ("ct2d", "ct3d", "ct2d+ct3d") and val and not c.get("ensemble_member_of"):
+            parts.append(f"auto ranks it by {selection_dice(c):.3f}")
         if c.get("input", {}).get("max_inplane_spacing_mm"):
-            summary += f", for pixels <= {c['input']['max_inplane_spacing_mm']} mm"
-        print(f"  {c['name']:<16} task {c['task']:<5} arch {c['arch']:<8} version {c.get('version', '?')}"
+            parts.append(f"for pixels <= {c['input']['max_inplane_spacing_mm']} mm")
+        if members := c.get("members"):
+            parts.append("members " + " + ".join(members.values()))
+        if c.get("ensemble_member_of"):
+            parts.append(f"member of {c['ensemble_member_of']} only")
+        summary = ", ".join(parts)
+        print(f"  {c['name']:<16} task {c['task']:<5} arch {c.get('arch', '-'):<8} version {c.get('version', '?')}"
               f"{'  [default]' if c.get('default') else ''}  {summary}")
         print(f"  {'':<16} card: {c['card_path']}")
     return EXIT_OK

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import CancelledError, LungSegError
 from .image import Image
-from .networks import card_for_weights, find_card, load_model
+from .networks import card_for_weights, card_named, find_card, load_model
 from .postprocess import clean_labels
 from . import preprocess as pp
 
@@ -30,8 +30,7 @@ _MODEL_CACHE: dict = {}
 
 
 def model_for(engine: str, params, device: str):
-    """(model, card): the shipped model for the engine/arch, or ``params.weights`` on the default card.
-    Loaded models are kept per (weights file, its mtime, device), so a batch loads each model once."""
+    """(model, card): the shipped model for the engine/arch, or ``params.weights`` on the default card."""
     task = ENGINE_TASK[engine]
     arch = None if params.arch == "auto" else params.arch
     if params.weights:
@@ -39,13 +38,29 @@ def model_for(engine: str, params, device: str):
         card["version"] = "user weights"
     else:
         card = find_card(task, arch)
-    path = params.weights or card.get("weights_path")
+    return cached_model(card, params.weights or card.get("weights_path"), device), card
+
+
+def cached_model(card: dict, path, device: str):
+    """The card's network with the weights at ``path``, kept per (weights file, its mtime, device), so a
+    batch loads each model once (two at a time: the ensemble's pair)."""
     key = (card["name"], str(path), os.path.getmtime(path) if path and os.path.exists(path) else None, device)
     if key not in _MODEL_CACHE:
-        while len(_MODEL_CACHE) >= 2:  # keep two models in memory (the ensemble's pair)
+        while len(_MODEL_CACHE) >= 2:
             del _MODEL_CACHE[next(iter(_MODEL_CACHE))]
-        _MODEL_CACHE[key] = load_model(card, params.weights or None, device)
-    return _MODEL_CACHE[key], card
+        _MODEL_CACHE[key] = load_model(card, path, device)
+    return _MODEL_CACHE[key]
+
+
+def ensemble_members(params, device: str):
+    """((ct3d model, card), (ct2d model, card), ensemble card): the members the shipped ``ct2d+ct3d`` card
+    names, or the default ct3d and ct2d models when no ensemble card is shipped."""
+    try:
+        ensemble = find_card("ct2d+ct3d")
+    except LungSegError:
+        return model_for("ct3d", params, device), model_for("ct2d", params, device), None
+    members = [card_named(ensemble["members"][task]) for task in ("ct3d", "ct2d")]
+    return (*((cached_model(c, c["weights_path"], device), c) for c in members), ensemble)
 
 
 def _cleaned(labels: np.ndarray, card: dict):
@@ -150,16 +165,17 @@ def segment_ct_ensemble(image: Image, params, progress=None):
     dense lung differently (slices: fine in-plane detail; 3D: context above and below, so a liver dome or
     the aorta is not taken for consolidated lung), and their mistakes only partly coincide."""
     device = pick_device(params.device)
-    model3, card3 = model_for("ct3d", params, device)
-    model2, card2 = model_for("ct2d", params, device)
+    (model3, card3), (model2, card2), ensemble = ensemble_members(params, device)
     prob3, low = ct3d_low_probabilities(image, params, _scaled(progress, 0.0, 0.4), model3, card3)
     channels = pp.low_grid_channels(prob3, low)
     labels = np.zeros(image.array.shape, np.uint8)
     for start, prob2 in ct2d_probabilities(image, params, _scaled(progress, 0.4, 0.95), model2, card2):
         prob3_slab = pp.probabilities_from_low_grid(channels, image, start, len(prob2)).transpose(1, 0, 2, 3)
         labels[start:start + len(prob2)] = np.argmax(prob2 + prob3_slab, axis=1)  # argmax of the mean
-    info = {**card2, "name": f"{card2['name']}+{card3['name']}",
-            "version": f"{card2.get('version')}+{card3.get('version')}", "task": "ct2d+ct3d"}
+    info = {"name": ensemble["name"] if ensemble else f"{card2['name']}+{card3['name']}",
+            "version": f"{ensemble.get('version') if ensemble else ''} ({card2['name']} {card2.get('version')} + "
+                       f"{card3['name']} {card3.get('version')})".strip(),
+            "task": "ct2d+ct3d", "arch": "ensemble"}
     return _cleaned(labels, info)
 
 
@@ -182,6 +198,9 @@ def segment_cxr(image: Image, params, progress=None):
         prob = torch.softmax(model(x), dim=1)[0].float().cpu().numpy()
     _checked(progress, 0.8, "resizing to the radiograph")
     up = pp.resize(prob, image.array.shape, mode="bilinear")
+    # a card may lower the background's weight in the argmax: a decision threshold chosen on validation films,
+    # where opaque lung sits near 50/50 and the radiologists' masks count it as lung
+    up[0] *= float(card["input"].get("background_weight", 1.0))
     return _cleaned(np.argmax(up, axis=0).astype(np.uint8), card)
 
 

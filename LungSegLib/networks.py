@@ -55,16 +55,26 @@ def count_parameters(model) -> int:
 
 
 def shipped_cards() -> list:
-    """Model cards in ``models/``: the JSON files that describe a network (training histories are skipped)."""
+    """Model cards in ``models/``: the JSON files that describe a network, or an ensemble of shipped networks
+    (``"members"``); training histories are skipped."""
     cards = []
     for path in sorted(MODEL_DIR.glob("*.json")):
         card = json.loads(path.read_text())
-        if not isinstance(card, dict) or "network" not in card or "task" not in card:
+        if not isinstance(card, dict) or "task" not in card or not ("network" in card or "members" in card):
             continue
         card["card_path"] = str(path)
-        card["weights_path"] = str(MODEL_DIR / card.get("weights", f"{path.stem}.pt"))
+        if "network" in card:
+            card["weights_path"] = str(MODEL_DIR / card.get("weights", f"{path.stem}.pt"))
         cards.append(card)
     return cards
+
+
+def card_named(name: str) -> dict:
+    """The shipped card called ``name`` (an ensemble names its members this way)."""
+    for card in shipped_cards():
+        if card["name"] == name:
+            return card
+    raise LungSegError(f"no shipped model named {name!r}: expected {MODEL_DIR / (name + '.json')} with its weights")
 
 
 def validation_dice(card: dict) -> float:
@@ -83,7 +93,8 @@ def selection_dice(card: dict) -> float:
     (other sites' volumes within the model's pixel range) and the worst pathology family of the robustness
     report. Two validation patients from the training site cannot show how a model travels, nor how it
     keeps dense lung; an external volume and unseen dense patterns can."""
-    checks = [float(c["dice"]) for c in card.get("metrics", {}).get("external_checks", [])]
+    checks = [float(c["dice"]) for c in card.get("metrics", {}).get("external_checks", [])
+              if c.get("dice") is not None]  # None: a check the model is not run on (pixels beyond its range)
     robust = robustness_dice(card)
     return min([validation_dice(card)] + checks + ([robust] if robust is not None else []))
 
@@ -104,8 +115,9 @@ def best_validated_task(tasks, inplane_mm: float | None = None) -> str | None:
 
 
 def find_card(task: str, arch: str | None = None) -> dict:
-    """The shipped card for a task (and arch); without an arch, the task's default (best-validated) model."""
-    cards = [c for c in shipped_cards() if c.get("task") == task]
+    """The shipped card for a task (and arch); without an arch, the task's default (best-validated) model.
+    Networks shipped only as an ensemble's member (``ensemble_member_of``) are not offered on their own."""
+    cards = [c for c in shipped_cards() if c.get("task") == task and not c.get("ensemble_member_of")]
     if arch:
         cards = [c for c in cards if c.get("arch") == arch]
     else:

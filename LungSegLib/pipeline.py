@@ -47,8 +47,8 @@ class Result:
 
 def choose_engine(image: Image, params: Parameters) -> str:
     """auto: the radiograph model for 2D radiographs; for CT, among the shipped CT networks suited to the
-    in-plane pixel size, the one with the best :func:`networks.selection_dice` (ct2d or ct3d; ct2d when a
-    weights file is given), else the HU engine."""
+    in-plane pixel size, the one with the best :func:`networks.selection_dice` (ct2d, ct3d or the shipped
+    ct2d+ct3d ensemble; ct2d when a weights file is given), else the HU engine."""
     if params.engine != "auto":
         return params.engine
     if image.modality == CXR:
@@ -57,7 +57,7 @@ def choose_engine(image: Image, params: Parameters) -> str:
         return "ct2d"
     from .networks import best_validated_task
 
-    return best_validated_task(("ct2d", "ct3d"), inplane_spacing_mm(image)) or "hu"
+    return best_validated_task(("ct2d", "ct3d", "ct2d+ct3d"), inplane_spacing_mm(image)) or "hu"
 
 
 def segment_image(image: Image, params: Parameters | None = None, progress=None,

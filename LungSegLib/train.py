@@ -65,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--families", nargs="*", default=[],
                    help="CT: train with these pathology-simulator families (LungSegLib.pathology) instead of "
                         "the dependent band + blobs; 'trained' = every family not held out")
+    p.add_argument("--keep", choices=("best", "last"), default="best",
+                   help="weights to write: the best validation epoch, or the final one (no selection on validation)")
     p.add_argument("--acquisition-prob", type=float, default=0.0,
                    help="CT with --families: probability of simulated acquisition variation")
     p.add_argument("--no-progress", action="store_true")
@@ -317,8 +319,10 @@ def train(args, cache: dict, card: dict, world: int, rank: int, device) -> dict:
         state["epoch"], state["seconds"] = epoch, time.time() - t_start
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            if dice > state["best"]:
+            improved = dice > state["best"]
+            if improved:
                 state["best"], state["best_epoch"] = dice, epoch
+            if improved or args.keep == "last":
                 torch.save(model.state_dict(), out / f"{name}.pt")
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, ckpt_path)
@@ -365,6 +369,9 @@ def write_card(args, card: dict, cache: dict, state: dict, world: int, device) -
     card["metrics"] = {"val_dice_model_grid": round(state["best"], 4)}
     if args.task != "cxr":
         card["training"]["selection"] = "best mean of clean and dense-lung (25 % dependent) validation Dice"
+    if args.keep == "last":
+        card["training"]["selection"] = "none: the final epoch is kept (validation Dice logged, not used)"
+        card["metrics"] = {"val_dice_model_grid": round(state["history"]["val_dice"][-1], 4)}
     if args.init:
         card["training"]["initialised_from"] = Path(args.init).name
     (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -86,7 +86,7 @@ def test_auto_engine_picks_the_best_validated_shipped_ct_model_that_suits_the_pi
     from LungSegLib.networks import selection_dice, shipped_cards, suits_spacing
     from LungSegLib.pipeline import choose_engine
 
-    ct_cards = [c for c in shipped_cards() if c["task"] in ("ct2d", "ct3d") and c.get("default")]
+    ct_cards = [c for c in shipped_cards() if c["task"] in ("ct2d", "ct3d", "ct2d+ct3d") and c.get("default")]
     coarse = read_image(SAMPLES / "ct-64.nrrd")  # 4.2 mm pixels
     fine = replace(coarse, spacing=(0.8, 0.8, coarse.spacing[2]))
 
@@ -104,7 +104,7 @@ def test_selection_dice_is_the_worst_of_validation_external_checks_and_pathology
 
     card = {"metrics": {"validation": {"dice_mean": 0.98}}}
     assert selection_dice(card) == 0.98
-    card["metrics"]["external_checks"] = [{"dice": 0.93}, {"dice": 0.97}]
+    card["metrics"]["external_checks"] = [{"dice": 0.93}, {"dice": 0.97}, {"dice": None}]  # None: not run on it
     assert selection_dice(card) == 0.93
     card["metrics"]["robustness"] = {"dice_worst_family_25": 0.91}   # a dense-lung family it loses
     assert selection_dice(card) == 0.91

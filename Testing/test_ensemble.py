@@ -57,3 +57,23 @@ def test_user_weights_run_with_the_card_written_beside_them(random_weights, tmp_
     weights.with_suffix(".json").write_text(json.dumps(dict(card, task="ct3d")))
     with pytest.raises(LungSegError, match="is not a ct2d card"):
         segment_image(image, Parameters(engine="ct2d", weights=str(weights), device="cpu"))
+
+
+def test_the_shipped_ensemble_card_names_its_members_and_results_name_the_ensemble():
+    from dataclasses import replace
+
+    from LungSegLib.networks import card_named, find_card
+
+    ensemble = find_card("ct2d+ct3d")
+    members = {task: card_named(name) for task, name in ensemble["members"].items()}
+    assert {task: card["task"] for task, card in members.items()} == {"ct2d": "ct2d", "ct3d": "ct3d"}
+    # auto may only pick the pair where its slice member suits the pixels
+    assert ensemble["input"]["max_inplane_spacing_mm"] == members["ct2d"]["input"]["max_inplane_spacing_mm"]
+    for card in members.values():  # a member that is not the task's default is never offered alone
+        assert card.get("default") or card.get("ensemble_member_of") == ensemble["name"]
+        assert find_card(card["task"])["name"] == card["name"] or not card.get("default")
+    coarse = read_image(SAMPLES / "ct-64.nrrd")
+    image = replace(coarse, spacing=(0.8, 0.8, coarse.spacing[2]))
+    result = segment_image(image, Parameters(engine="ct2d+ct3d", device="cpu"))
+    assert result.model["name"] == ensemble["name"] and result.model["task"] == "ct2d+ct3d"
+    assert all(card["name"] in result.model["version"] for card in members.values())

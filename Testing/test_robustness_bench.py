@@ -29,7 +29,8 @@ def test_robustness_report_on_a_phantom_with_the_hu_engine(tmp_path, capsys):
     sitk.WriteImage(image.with_array(labels).to_sitk(), str(data / "ph_lungs.nii.gz"))
     bench = _bench()
     args = ["--data", str(data), "--engines", "hu", "--families", "perihilar", "--fractions", "0.25",
-            "--json", str(tmp_path / "r.json"), "--png", str(tmp_path / "r.png"), "--quiet"]
+            "--json", str(tmp_path / "r.json"), "--png", str(tmp_path / "r.png"),
+            "--card-summary", str(tmp_path / "card.json"), "--quiet"]
     assert bench.main(args) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["families"] == ["perihilar"] and result["held_out"] == ["perihilar"]
@@ -45,8 +46,12 @@ def test_robustness_report_on_a_phantom_with_the_hu_engine(tmp_path, capsys):
     assert case["engines"]["hu"]["dice"] == row["dice_mean"] < clean["dice_mean"]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "perihilar   *" in capsys.readouterr().out
+    block = json.loads((tmp_path / "card.json").read_text())["hu"]  # what a model card and auto read
+    assert block["worst_family_25"] == "perihilar" and block["dice_worst_family_25"] == round(row["dice_mean"], 4)
+    assert block["at_25"]["perihilar"]["held_out"] is True and block["clean"]["dice"] > 0.97
+    assert block["weight_error_pct_worst_family_25"] == round(row["weight_error_pct_mean"], 1)
     # same seed, same painting: a rerun gives identical numbers
-    assert bench.main(args[:-5] + ["--json", str(tmp_path / "r2.json"), "--quiet"]) == 0
+    assert bench.main(args[:-7] + ["--json", str(tmp_path / "r2.json"), "--quiet"]) == 0
     again = json.loads((tmp_path / "r2.json").read_text())["cases"]["ph"]["painted"]["perihilar"]["0.25"]
     for key in ("dice", "dense_region_recall", "weight_g", "true_weight_g"):
         assert again["engines"]["hu"][key] == case["engines"]["hu"][key]

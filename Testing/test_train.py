@@ -22,7 +22,7 @@ from LungSegLib.errors import LungSegError  # noqa: E402
 from LungSegLib.evaluate import evaluate_labels  # noqa: E402
 from LungSegLib.networks import MODEL_DIR, count_parameters, load_model, shipped_cards  # noqa: E402
 
-SHIPPED = ("cxr_unet", "cxr_resunet", "ct2d_unet", "ct3d_unet")
+SHIPPED = ("cxr_unet", "cxr_resunet", "ct2d_unet", "ct2d_dense_unet", "ct3d_unet")
 
 
 def dice(a, b) -> float:
@@ -84,6 +84,32 @@ def test_cxr_models_segment_sample(arch):
     # sided: the patient's right lung (label 1) lies on the image's left
     cols = np.nonzero(result.labels.array == 1)[1].mean(), np.nonzero(result.labels.array == 2)[1].mean()
     assert cols[0] < cols[1]
+
+
+def test_cxr_background_weight_in_the_card_moves_the_decision_toward_lung(tmp_path):
+    """``input.background_weight`` (cxr_resunet 2.1: 0.65, chosen on validation films) scales the background
+    probability before the argmax: a smaller weight can only add lung pixels, never remove them."""
+    import json
+    import shutil
+
+    from LungSegLib.networks import find_card
+    from LungSegLib.params import Parameters
+    from LungSegLib.pipeline import run_case
+
+    card = find_card("cxr")
+    assert 0 < card["input"].get("background_weight", 1.0) <= 1.0
+    img = REPO / "samples" / "montgomery_MCUCXR_0001_0.png"
+    areas = {}
+    for weight in (1.0, 0.65, 0.05):
+        weights = tmp_path / f"w{weight}" / "model.pt"
+        weights.parent.mkdir()
+        shutil.copy(card["weights_path"], weights)
+        own = {k: v for k, v in card.items() if k not in ("card_path", "weights_path")}
+        own["input"] = dict(card["input"], background_weight=weight)
+        weights.with_suffix(".json").write_text(json.dumps(own))
+        labels = run_case(img, Parameters(engine="cxr", arch=card["arch"], weights=str(weights), device="cpu")).labels
+        areas[weight] = int((labels.array > 0).sum())
+    assert areas[1.0] <= areas[0.65] <= areas[0.05] and areas[1.0] < areas[0.05]
 
 
 # ------------------------------------------------------------------------------------- evaluate
@@ -213,9 +239,16 @@ def test_train_cxr_tiny_epoch_and_resume(tmp_path):
     assert (out / "cxr_unet_curve.png").is_file()
     load_model(dict(card, weights_path=str(out / "cxr_unet.pt")))
     assert main(args[:-7] + ["--epochs", "2", "--batch-size", "2", "--device", "cpu", "--workers", "0",
-                             "--no-progress", "--resume", "--opacity-prob", "1", "--samples-per-epoch", "2"]) == 0
+                             "--no-progress", "--resume", "--opacity-prob", "1", "--samples-per-epoch", "2",
+                             "--keep", "last"]) == 0
     training = json.loads((out / "cxr_unet.json").read_text())["training"]
     assert training["epochs_run"] == 2 and training["samples_per_epoch"] == 2
+    assert training["selection"].startswith("none: the final epoch")  # --keep last: no choice on validation
+    import torch
+
+    final = torch.load(out / "cxr_unet.ckpt.pt", weights_only=False)["model"]
+    kept = torch.load(out / "cxr_unet.pt", weights_only=True)
+    assert all(torch.equal(kept[k], final[k]) for k in final)
     assert "held out of training: lobar" in training["augmentation"]
 
 

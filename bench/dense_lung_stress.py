@@ -139,6 +139,26 @@ def robustness(pairs, engines, families=FAMILIES, fractions=FRACTIONS, seed=0, d
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def card_summary(result: dict, engine: str) -> dict:
+    """The ``metrics.robustness`` block of a model card for one engine: every family at the target fraction,
+    its worst family (what ``auto`` ranks by, :func:`LungSegLib.networks.robustness_dice`) and the clean row."""
+    key = f"{TARGET_FRACTION:.2f}"
+    s = result["summary"][engine]
+    at = {f: {"dice": round(v["fractions"][key]["dice_mean"], 4),
+              "recall": round(v["fractions"][key]["dense_region_recall_mean"], 3),
+              "weight_error_pct": round(v["fractions"][key]["weight_error_pct_mean"], 1),
+              "held_out": v["held_out"]} for f, v in s["families"].items() if key in v["fractions"]}
+    if not at:
+        raise LungSegError(f"no {key} dense fraction in the result; a card needs the target fraction")
+    worst = min(at, key=lambda f: at[f]["dice"])
+    heaviest = max(at, key=lambda f: abs(at[f]["weight_error_pct"]))
+    return {"dice_worst_family_25": at[worst]["dice"], "worst_family_25": worst,
+            "weight_error_pct_worst_family_25": at[heaviest]["weight_error_pct"], "weight_worst_family_25": heaviest,
+            "at_25": at, "clean": {"dice": round(s["clean"]["dice_mean"], 4),
+                                   "weight_error_pct": round(s["clean"]["weight_error_pct_mean"], 1)},
+            "cases": list(result["cases"]), "command": result.get("command", "")}
+
+
 def plot(result: dict, path) -> None:
     """Per engine: Dice and weight error vs dense fraction, one line per family (held out dashed); the
     clean value is drawn at fraction 0."""
@@ -196,6 +216,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the full result here")
     p.add_argument("--png", help="write the plot here")
+    p.add_argument("--card-summary", help="write each engine's model-card robustness block (JSON) here")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -225,6 +246,9 @@ def main(argv=None) -> int:
         _atomic(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
     if args.png:
         plot(result, args.png)
+    if args.card_summary:
+        blocks = {e: card_summary(result, e) for e in result["engines"]}
+        _atomic(args.card_summary, lambda tmp: tmp.write_text(json.dumps(blocks, indent=2) + "\n"))
     return 0
 
 
