@@ -169,7 +169,7 @@ def plot(result: dict, path) -> None:
 
     engines, families = result["engines"], result["families"]
     colours = dict(zip(FAMILIES, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(2, len(engines), figsize=(4.2 * len(engines), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(engines), figsize=(max(4.2 * len(engines), 6.0), 7.4), squeeze=False)
     for j, e in enumerate(engines):
         s = result["summary"][e]
         for f in families:
@@ -186,7 +186,7 @@ def plot(result: dict, path) -> None:
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"dense-lung robustness, {len(result['cases'])} validation patients (mean); "
+    fig.suptitle(f"dense-lung robustness, {len(result['cases'])} validation patients (mean)\n"
                  "grey: target Dice >= 0.95, |weight error| <= 5 %", fontsize=9)
     fig.tight_layout()
     _atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
