@@ -4,7 +4,7 @@
 
 End to end (read -> segment -> measure -> write every output) on a 512x512x141 CT (a real 512x512x64
 TCIA chest CT resampled to 141 slices), for the hu, ct2d and ct3d engines; one radiograph; and the peak
-resident memory of a 512x512x600 CT through ct2d and ct3d, each in a fresh process; and, warm, what the
+resident memory of a 512x512x600 CT through each network engine, each in a fresh process; and, warm, what the
 regional measurements, report.png and the batch page add to the 512x512x141 case (time and peak memory;
 ``--extras-only`` runs just that). Shipped models are used when present, otherwise randomly initialised
 weights of the same architecture (same cost).
@@ -153,9 +153,10 @@ def main(argv=None) -> int:
                          run_child(cxr, "cxr", weights_for("cxr", tmp), args.threads, tmp / "out_cxr")))
         if not (args.skip_600 or args.extras_only):
             ct600 = make_ct(args.dicom, 600, tmp / "ct600.nii.gz")
-            for engine in ("ct2d", "ct3d"):
+            for engine in [e for e in args.engines if e != "hu"]:
+                weights = weights_for(engine, tmp) if engine in ("ct2d", "ct3d") else ""
                 rows.append((f"{engine} 512x512x600 peak memory",
-                             run_child(ct600, engine, weights_for(engine, tmp), args.threads, tmp / "out600", 1)))
+                             run_child(ct600, engine, weights, args.threads, tmp / "out600", 1)))
     print(f"cpu cores: {os.cpu_count()}, torch threads: {args.threads}")
     for name, r in rows:
         if "error" in r:
