@@ -104,9 +104,19 @@ class Modality(enum.Enum):
         return {"auto": _("auto (single slice = radiograph)"), "CT": "CT", "CXR": _("radiograph")}[self.value]
 
 
+class Position(enum.Enum):
+    auto = "auto"
+    supine = "supine"
+    prone = "prone"
+
+    def label(self):
+        return {"auto": _("auto (DICOM or orientation)"), "supine": _("supine"), "prone": _("prone")}[self.value]
+
+
 @parameterNodeWrapper
 class LungSegParameterNode:
-    """Same field names as LungSegLib.params.Parameters, plus the input and output nodes."""
+    """Same field names as LungSegLib.params.Parameters and the regional options of LungSegLib.options.CaseOptions,
+    plus the input and output nodes."""
     inputVolume: vtkMRMLScalarVolumeNode
     engine: Engine = Engine.auto
     arch: Arch = Arch.auto
@@ -117,6 +127,8 @@ class LungSegParameterNode:
     weights: pathlib.Path = pathlib.Path("")
     allow_non_hu: bool = False
     batch_size: Annotated[int, WithinRange(1, 512)] = 16
+    levels: Annotated[int, WithinRange(1, 100)] = 10     # LungSegLib.options.CaseOptions: regional CT measurements
+    position: Position = Position.auto
     outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
 
@@ -229,7 +241,8 @@ class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("LungSeg could not start."), waitCursor=True):
-            self._run = self.logic.startBackgroundRun(p.inputVolume, self.logic.parametersFromNode(p))
+            self._run = self.logic.startBackgroundRun(p.inputVolume, self.logic.parametersFromNode(p),
+                                                      self.logic.optionsFromNode(p))
             self._runInput = p.inputVolume
             self.ui.progressBar.value = 0
             self.ui.progressBar.setFormat(_("starting") + " (%p%)")
@@ -347,6 +360,11 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
                 "modality": p.modality.value, "density": p.density, "weights": weights,
                 "allow_non_hu": p.allow_non_hu, "batch_size": p.batch_size}
 
+    @staticmethod
+    def optionsFromNode(p) -> dict:
+        """The regional-measurement options (LungSegLib.options.CaseOptions fields) set in the panel."""
+        return {"levels": p.levels, "position": p.position.value}
+
     def inputProblem(self, p) -> str:
         from LungSegLib.mrml_io import input_problem
         from LungSegLib.params import Parameters
@@ -402,22 +420,25 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
         return done
 
     def run(self, volumeNode, engine="auto", arch="auto", device="auto", density=1.0, progress=None,
-            segmentationNode=None, tableNode=None, **options):
+            segmentationNode=None, tableNode=None, levels=10, position="auto", **options):
         """Segment and measure ``volumeNode`` (CT or single-slice radiograph).
 
-        Returns ``(segmentationNode, tableNode)``; new nodes are created unless given. ``options`` are the
+        Returns ``(segmentationNode, tableNode)``; new nodes are created unless given. ``levels`` and
+        ``position`` ("auto", "supine", "prone") cut the regional CT measurements; ``options`` are the
         other LungSegLib Parameters fields (threads, modality, weights, allow_non_hu, batch_size).
         ``progress(fraction, message)`` returning False cancels (raises LungSegLib.errors.CancelledError).
         """
         from LungSegLib.dependencies import require_for
         from LungSegLib.mrml_io import engine_for_node, segment_volume_node
+        from LungSegLib.options import CaseOptions
         from LungSegLib.params import Parameters
 
         params = Parameters(engine=engine, arch=arch, device=device, density=density, **options).validate()
+        caseOptions = CaseOptions(levels=levels, position=position).validate()
         require_for(engine_for_node(volumeNode, params))  # one actionable line when torch/MONAI are missing
         logging.info(f"LungSeg: segmenting {volumeNode.GetName() if volumeNode else None} with {params}")
         segmentation, table, self.lastResult = segment_volume_node(volumeNode, params, progress,
-                                                                    segmentationNode, tableNode)
+                                                                    segmentationNode, tableNode, caseOptions)
         return segmentation, table
 
 
@@ -429,16 +450,20 @@ class LungSegLogic(ScriptedLoadableModuleLogic):
 
         return shutil.which("PythonSlicer") or sys.executable
 
-    def startBackgroundRun(self, volumeNode, parameters: dict):
-        """Start segmenting a copy of ``volumeNode`` in a child process; returns the BackgroundRun to poll."""
+    def startBackgroundRun(self, volumeNode, parameters: dict, options: dict | None = None):
+        """Start segmenting a copy of ``volumeNode`` in a child process; returns the BackgroundRun to poll.
+        ``options``: regional levels and position (LungSegLib.options.CaseOptions fields)."""
         from LungSegLib.background import BackgroundRun
         from LungSegLib.dependencies import require_for
         from LungSegLib.mrml import volume_node_to_image
+        from LungSegLib.options import CaseOptions
         from LungSegLib.params import Parameters
 
         params = Parameters(**parameters).validate()
+        caseOptions = CaseOptions(**(options or {})).validate()
         require_for(self.engineFor(parameters, volumeNode))
-        return BackgroundRun(volume_node_to_image(volumeNode), params, python=self.pythonExecutable()).start()
+        return BackgroundRun(volume_node_to_image(volumeNode), params, python=self.pythonExecutable(),
+                             options=caseOptions).start()
 
     def loadResult(self, run, volumeNode, segmentationNode=None, tableNode=None):
         """Nodes from a finished BackgroundRun (CancelledError / LungSegError when it did not finish)."""

@@ -61,8 +61,11 @@ def remove_orphaned_rundirs(root: Path | None = None) -> int:
 
 
 class BackgroundRun:
-    def __init__(self, image, params, python: str | None = None):
+    def __init__(self, image, params, python: str | None = None, options=None):
+        from .options import CaseOptions
+
         self.image, self.params = image, params.validate()
+        self.options = (options or CaseOptions()).validate()  # regional levels, patient position
         self.python = python or sys.executable
         self.rundir: Path | None = None
         self.process: subprocess.Popen | None = None
@@ -80,6 +83,7 @@ class BackgroundRun:
             (self.rundir / OWNER).write_text(str(os.getpid()))
             save_image(self.image, self.rundir / "input.npz")
             (self.rundir / "params.json").write_text(json.dumps(asdict(self.params)))
+            (self.rundir / "options.json").write_text(json.dumps(asdict(self.options)))
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             new_group = {"start_new_session": True} if os.name == "posix" else \
                 {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
@@ -178,4 +182,4 @@ class BackgroundRun:
         labels.meta = dict(self.image.meta)
         self.image.modality = labels.modality  # as the worker decided it (a forced modality included)
         return Result(self.image, labels, report["engine"], report["model"], report["measurements"], report["qc"],
-                      report["warnings"], report["timings"])
+                      report["warnings"], report["timings"], self.options)

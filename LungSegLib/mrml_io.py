@@ -97,8 +97,9 @@ def save_volume(volume_node, path) -> Path:
 
 
 def segment_volume_node(volume_node, params: Parameters | None = None, progress=None,
-                        segmentation_node=None, table_node=None):
-    """Segment the lungs of a CT or radiograph volume node and measure them.
+                        segmentation_node=None, table_node=None, options=None):
+    """Segment the lungs of a CT or radiograph volume node and measure them (``options``: a
+    :class:`~LungSegLib.options.CaseOptions`, the regional levels and patient position).
 
     Returns ``(segmentation_node, table_node, result)``; new nodes are added to the volume's scene
     (or the given ones are filled). ``progress(fraction, message)`` returning False cancels.
@@ -108,7 +109,7 @@ def segment_volume_node(volume_node, params: Parameters | None = None, progress=
     if volume_node is None or volume_node.GetScene() is None:
         raise LungSegError("select an input volume that is in the scene")
     image = volume_node_to_image(volume_node)
-    result = segment_image(image, params or Parameters(), progress)
+    result = segment_image(image, params or Parameters(), progress, options=options)
     seg, table = result_to_nodes(result, volume_node, segmentation_node, table_node)
     return seg, table, result
 

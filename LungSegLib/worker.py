@@ -3,8 +3,8 @@
     PythonSlicer LungSegLib/worker.py RUNDIR
 
 RUNDIR/input.npz holds the image (voxels and full geometry, written by the parent from the volume node)
-and RUNDIR/params.json the :class:`Parameters`. The worker runs :func:`pipeline.segment_image` (the same
-call the in-process logic makes), prints ``LUNGSEG-PROGRESS <fraction> <message>`` lines, and writes
+and RUNDIR/params.json the :class:`Parameters` (RUNDIR/options.json the :class:`CaseOptions`, when there).
+The worker runs :func:`pipeline.segment_image` (the same call the in-process logic makes), prints ``LUNGSEG-PROGRESS <fraction> <message>`` lines, and writes
 RUNDIR/result.npz (labels) and RUNDIR/result.json (engine, model, measurements, qc, warnings) under
 temporary names renamed at the end, so the parent never reads half a result. A problem the user can fix
 is one ``LUNGSEG-ERROR <message>`` line and exit status 1.
@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     rundir = Path(argv[0])
     from LungSegLib.errors import LungSegError
+    from LungSegLib.options import CaseOptions
     from LungSegLib.params import Parameters
     from LungSegLib.pipeline import segment_image
     from LungSegLib.report import _jsonable
@@ -66,7 +67,9 @@ def main(argv=None) -> int:
     try:
         image = load_image(rundir / "input.npz")
         params = Parameters(**json.loads((rundir / "params.json").read_text()))
-        result = segment_image(image, params, progress)
+        options_file = rundir / "options.json"
+        options = CaseOptions(**json.loads(options_file.read_text())) if options_file.is_file() else None
+        result = segment_image(image, params, progress, options=options)
     except LungSegError as e:
         print(f"{ERROR} {e}", flush=True)
         return 1

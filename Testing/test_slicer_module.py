@@ -92,7 +92,8 @@ def test_builtin_slicer_self_test_passes_offline(module):
 def parameter_node(lungseg, volume, **changes):
     values = dict(inputVolume=volume, engine=lungseg.Engine.auto, arch=lungseg.Arch.auto, device=lungseg.Device.auto,
                   threads=0, modality=lungseg.Modality.auto, density=1.0, weights=pathlib.Path(""),
-                  allow_non_hu=False, batch_size=16, outputSegmentation=None, outputTable=None)
+                  allow_non_hu=False, batch_size=16, levels=10, position=lungseg.Position.auto,
+                  outputSegmentation=None, outputTable=None)
     values.update(changes)
     return SimpleNamespace(**values)
 
@@ -103,6 +104,31 @@ def test_parameter_node_maps_onto_lungseglib_parameters(module):
     params = Parameters(**lungseg.LungSegLogic.parametersFromNode(p)).validate()
     assert (params.engine, params.weights, params.threads) == ("ct3d", "/m/w.pt", 3)
     assert Parameters(**lungseg.LungSegLogic.parametersFromNode(parameter_node(lungseg, None))).weights == ""
+
+
+def test_panel_regional_options_reach_the_regions_table_in_process_and_in_the_background(module):
+    from LungSegLib.background import RUNNING
+    from LungSegLib.mrml_regions import REGIONS_TABLE_ATTRIBUTE
+
+    lungseg, scene = module
+    volume = mrml.image_to_volume_node(chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))[0], scene, "ph")
+    logic = lungseg.LungSegLogic()
+    p = parameter_node(lungseg, volume, engine=lungseg.Engine.hu, levels=4, position=lungseg.Position.prone)
+    options = logic.optionsFromNode(p)
+    assert options == {"levels": 4, "position": "prone"}
+
+    def regions_of(table):
+        regions = scene.GetNodeByID(table.GetAttribute(REGIONS_TABLE_ATTRIBUTE))
+        return regions.GetTable().GetNumberOfRows(), regions.GetAttribute("LungSeg.position")
+
+    _, table = logic.run(volume, engine="hu", **options)
+    assert regions_of(table) == (3 * (4 + 3), "prone")  # 3 structures x (4 levels + 3 thirds)
+    run = logic.startBackgroundRun(volume, logic.parametersFromNode(p), options)
+    while run.poll() == RUNNING:
+        run.wait(300)
+    _, background_table = logic.loadResult(run, volume)
+    assert regions_of(background_table) == (3 * (4 + 3), "prone")
+    assert regions_of(logic.run(volume, engine="hu")[1]) == (3 * (10 + 3), "supine")  # defaults
 
 
 def test_apply_is_blocked_with_a_reason_for_invalid_inputs(module):

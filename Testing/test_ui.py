@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import REPO
+from LungSegLib.options import POSITIONS
 from LungSegLib.params import ARCHS, DEVICES, ENGINES, MODALITIES, Parameters
 
 UI_FILE = REPO / "LungSeg" / "Resources" / "UI" / "LungSeg.ui"
@@ -63,7 +64,7 @@ def enum_values(tree, name):
 
 
 def field_kind(annotation):
-    if annotation in ("Engine", "Arch", "Device", "Modality"):
+    if annotation in ("Engine", "Arch", "Device", "Modality", "Position"):
         return "enum"
     if annotation.startswith("vtkMRML"):
         return "node"
@@ -86,8 +87,9 @@ def test_every_ui_name_used_by_the_module_exists(ui):
 
 def test_parameter_names_match_the_parameter_node_both_ways(ui, module_ast):
     fields = parameter_fields(module_ast)
-    expected = set(Parameters.field_names()) | {"inputVolume", "outputSegmentation", "outputTable"}
-    assert set(fields) == expected, "parameter node fields must be Parameters' fields + the nodes"
+    regional = {"levels", "position"}  # CaseOptions fields the panel offers (not dicom_seg: a file output)
+    expected = set(Parameters.field_names()) | regional | {"inputVolume", "outputSegmentation", "outputTable"}
+    assert set(fields) == expected, "parameter node fields must be Parameters' fields, levels/position + the nodes"
     assert set(parameter_bindings(ui)) == set(fields)
 
 
@@ -101,7 +103,8 @@ def test_bound_widgets_fit_the_field_types(ui, module_ast):
 def test_choices_match_lungseglib(ui, module_ast):
     for enum_name, allowed, combo in (("Engine", ENGINES, "engineComboBox"), ("Arch", ARCHS, "archComboBox"),
                                       ("Device", DEVICES, "deviceComboBox"),
-                                      ("Modality", MODALITIES, "modalityComboBox")):
+                                      ("Modality", MODALITIES, "modalityComboBox"),
+                                      ("Position", POSITIONS, "positionComboBox")):
         assert enum_values(module_ast, enum_name) == tuple(allowed)
         assert len(widgets(ui)[combo].findall("item")) == len(allowed)  # same entries as the connector fills in
 
