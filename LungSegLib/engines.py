@@ -172,9 +172,9 @@ def segment_ct_ensemble(image: Image, params, progress=None):
     for start, prob2 in ct2d_probabilities(image, params, _scaled(progress, 0.4, 0.95), model2, card2):
         prob3_slab = pp.probabilities_from_low_grid(channels, image, start, len(prob2)).transpose(1, 0, 2, 3)
         labels[start:start + len(prob2)] = np.argmax(prob2 + prob3_slab, axis=1)  # argmax of the mean
+    members = f"{card2['name']} {card2.get('version')} + {card3['name']} {card3.get('version')}"
     info = {"name": ensemble["name"] if ensemble else f"{card2['name']}+{card3['name']}",
-            "version": f"{ensemble.get('version') if ensemble else ''} ({card2['name']} {card2.get('version')} + "
-                       f"{card3['name']} {card3.get('version')})".strip(),
+            "version": f"{ensemble.get('version')} ({members})" if ensemble else members,
             "task": "ct2d+ct3d", "arch": "ensemble"}
     return _cleaned(labels, info)
 
