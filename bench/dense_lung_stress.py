@@ -12,9 +12,9 @@ plus a clean row (no pathology). Targets (issue 9): Dice >= 0.95 and |weight err
 Seeds are fixed per case position, family and fraction (``--seed``), so reruns on the same data and split
 paint the same patterns.
 
-Example (from the repository root, about 20-40 min for 3 engines on 2 CPU cores):
+Example (from the repository root, about 10 min per engine on 2 CPU cores):
   OMP_NUM_THREADS=1 python bench/dense_lung_stress.py --data ../shared/data/ct/lctsc-cambridge-dis-12 \\
-      --split LungSegLib/models/ct_split.csv --subset val --engines ct2d ct3d hu \\
+      --split LungSegLib/models/ct_split.csv --subset val --engines ct2d ct3d ct2d+ct3d hu \\
       --json bench/results/robustness.json --png bench/results/robustness.png
 """
 
@@ -206,7 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", action="append", required=True, help="CT data folder (<case>_ct + <case>_lungs)")
     p.add_argument("--split", help="CSV case,split; evaluate only --subset")
     p.add_argument("--subset", default="val")
-    p.add_argument("--engines", nargs="+", default=["ct2d", "ct3d", "hu"])
+    p.add_argument("--engines", nargs="+", default=["ct2d", "ct3d", "ct2d+ct3d", "hu"],
+                   help="engines to score (default: every CT engine; ct2d+ct3d is auto's choice up to 1.5 mm pixels)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, metavar="FAMILY",
                    help=f"pathology families (default all: {' '.join(FAMILIES)})")
     p.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS), help="dense fractions")
