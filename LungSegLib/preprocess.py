@@ -81,11 +81,6 @@ def slices_to_model(volume: np.ndarray, box: SliceBox, size, hu_range) -> np.nda
     return scale_hu(sq, hu_range)[:, None]
 
 
-def slices_from_model(prob: np.ndarray, box: SliceBox, shape) -> np.ndarray:
-    """(Z, C, s, s) class scores -> (Z, Y, X) uint8 labels on the canonical grid."""
-    return np.argmax(slice_probabilities(prob, box, shape), axis=1).astype(np.uint8)
-
-
 def slice_probabilities(prob: np.ndarray, box: SliceBox, shape) -> np.ndarray:
     """(Z, C, s, s) class probabilities -> (Z, C, Y, X) float32 on the canonical grid (background = 1
     outside the body box), so a slice model can be averaged with another engine's probabilities."""

@@ -40,7 +40,13 @@ def test_slice_probabilities_are_background_outside_the_body_box_and_argmax_give
     full = pp.slice_probabilities(prob, box, (3, 40, 40))
     assert full.shape == (3, 3, 40, 40)
     assert np.all(full[:, 0, :4] == 1.0) and np.all(full[:, 1:, :, 30:] == 0.0)
-    assert np.array_equal(np.argmax(full, axis=1), pp.slices_from_model(prob, box, (3, 40, 40)))
+    # inside the box the model's maps land where the model saw them: class 2 on the model grid's left half,
+    # class 1 on its right half -> the same halves of the box (away from the seam)
+    halves = np.zeros((1, 3, 16, 16), np.float32)
+    halves[:, 2, :, :8], halves[:, 1, :, 8:] = 1.0, 1.0
+    labels = np.argmax(pp.slice_probabilities(halves, box, (1, 40, 40)), axis=1)[0]
+    assert np.all(labels[box.y0:box.y1, box.x0:box.x0 + 8] == 2) and np.all(labels[box.y0:box.y1, box.x1 - 8:box.x1] == 1)
+    assert np.all(labels[:box.y0] == 0) and np.all(labels[:, box.x1:] == 0)
 
 
 def test_user_weights_run_with_the_card_written_beside_them(random_weights, tmp_path):
