@@ -1,8 +1,8 @@
 """LungSeg: right/left lung segmentation and lung measurements for chest CT and chest radiographs.
 
-Module, Widget, Logic and Test in Slicer's ScriptedLoadableModule pattern. All computation lives in
-qt-free code (LungSegLib, through :class:`LungSegLogic`); the widget only maps GUI <-> parameter node,
-shows progress and the results table.
+Module and Widget in Slicer's ScriptedLoadableModule pattern; the parameter node, Logic and Test live in
+LungSegModuleLib beside this file. All computation lives in qt-free code (LungSegLib, through
+:class:`LungSegLogic`); the widget only maps GUI <-> parameter node, shows progress and the results table.
 
 Python console::
 
@@ -10,12 +10,9 @@ Python console::
     segmentationNode, tableNode = logic.run(slicer.util.getNode("CT"), engine="auto")
 """
 
-import enum
-import logging
 import os
 import pathlib
 import sys
-from typing import Annotated
 
 import qt
 import vtk
@@ -23,15 +20,21 @@ import vtk
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_HERE = pathlib.Path(__file__).resolve().parent
+_REPO_ROOT = _HERE.parent
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))  # LungSegModuleLib beside this file
 if (_REPO_ROOT / "LungSegLib" / "__init__.py").is_file() and str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))  # module loaded from a source checkout
+
+# Slicer looks these up by name in this module: <Module>Logic, <Module>Test; the widget binds the parameter node
+from LungSegModuleLib.logic import LungSegLogic  # noqa: E402
+from LungSegModuleLib.parameters import (Arch, Device, Engine, LungSegParameterNode, Modality,  # noqa: E402,F401
+                                         Position)
+from LungSegModuleLib.selftest import LungSegTest  # noqa: E402,F401
 
 
 class LungSeg(ScriptedLoadableModule):
@@ -61,77 +64,6 @@ et al., Quant Imaging Med Surg 4(6):475-477, 2014). Models trained on Montgomery
 LCTSC chest CTs (Yang J et al., Med Phys 45(10):4568-4581, 2018; TCIA, Clark K et al., J Digit Imaging
 26(6):1045-1057, 2013). Built on MONAI, PyTorch, SimpleITK and 3D Slicer.""")
         slicer.app.connect("startupCompleted()", registerSampleData)
-
-
-class Engine(enum.Enum):
-    auto = "auto"
-    hu = "hu"
-    ct2d = "ct2d"
-    ct3d = "ct3d"
-    ct2d_ct3d = "ct2d+ct3d"
-    cxr = "cxr"
-
-    def label(self):
-        return {"auto": _("auto"), "hu": _("HU threshold (no model)"), "ct2d": _("CT slice-wise network"),
-                "ct3d": _("CT 3D network"), "ct2d+ct3d": _("CT slice-wise + 3D networks (mean)"),
-                "cxr": _("radiograph network")}[self.value]
-
-
-class Arch(enum.Enum):
-    auto = "auto"
-    unet = "unet"
-    resunet = "resunet"
-
-    def label(self):
-        return {"auto": _("auto (best validated)"), "unet": "UNet", "resunet": "ResUNet"}[self.value]
-
-
-class Device(enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-    def label(self):
-        return {"auto": _("auto"), "cpu": "CPU", "cuda": _("GPU (CUDA)")}[self.value]
-
-
-class Modality(enum.Enum):
-    auto = "auto"
-    CT = "CT"
-    CXR = "CXR"
-
-    def label(self):
-        return {"auto": _("auto (single slice = radiograph)"), "CT": "CT", "CXR": _("radiograph")}[self.value]
-
-
-class Position(enum.Enum):
-    auto = "auto"
-    supine = "supine"
-    prone = "prone"
-
-    def label(self):
-        return {"auto": _("auto (DICOM or orientation)"), "supine": _("supine"), "prone": _("prone")}[self.value]
-
-
-@parameterNodeWrapper
-class LungSegParameterNode:
-    """Same field names as LungSegLib.params.Parameters and the regional options of LungSegLib.options.CaseOptions,
-    plus the input and output nodes."""
-    inputVolume: vtkMRMLScalarVolumeNode
-    engine: Engine = Engine.auto
-    arch: Arch = Arch.auto
-    device: Device = Device.auto
-    threads: Annotated[int, WithinRange(0, 256)] = 0
-    modality: Modality = Modality.auto
-    density: Annotated[float, WithinRange(0.5, 2.0)] = 1.0
-    weights: pathlib.Path = pathlib.Path("")
-    allow_non_hu: bool = False
-    batch_size: Annotated[int, WithinRange(1, 512)] = 16
-    levels: Annotated[int, WithinRange(1, 100)] = 10     # LungSegLib.options.CaseOptions: regional CT measurements
-    position: Position = Position.auto
-    outputSegmentation: vtkMRMLSegmentationNode
-    outputTable: vtkMRMLTableNode
-
 
 class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel. Apply runs the segmentation in a background process (LungSegLib.background) polled by a
@@ -342,158 +274,6 @@ class LungSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return not done.restart
         return False
 
-
-class LungSegLogic(ScriptedLoadableModuleLogic):
-    """All computation; usable without the GUI (Python console, batch). Qt-free."""
-
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.lastResult = None
-
-    def getParameterNode(self):
-        return LungSegParameterNode(super().getParameterNode())
-
-    @staticmethod
-    def parametersFromNode(p) -> dict:
-        weights = "" if str(p.weights) in ("", ".") else str(p.weights)
-        return {"engine": p.engine.value, "arch": p.arch.value, "device": p.device.value, "threads": p.threads,
-                "modality": p.modality.value, "density": p.density, "weights": weights,
-                "allow_non_hu": p.allow_non_hu, "batch_size": p.batch_size}
-
-    @staticmethod
-    def optionsFromNode(p) -> dict:
-        """The regional-measurement options (LungSegLib.options.CaseOptions fields) set in the panel."""
-        return {"levels": p.levels, "position": p.position.value}
-
-    def inputProblem(self, p) -> str:
-        from LungSegLib.mrml_io import input_problem
-        from LungSegLib.params import Parameters
-
-        return input_problem(p.inputVolume, Parameters(**self.parametersFromNode(p)))
-
-    @staticmethod
-    def engineFor(parameters: dict, volumeNode=None) -> str:
-        """The engine a run will use ("auto" resolved for this volume)."""
-        from LungSegLib.mrml_io import engine_for_node
-        from LungSegLib.params import Parameters
-
-        return engine_for_node(volumeNode, Parameters(**parameters))
-
-    def needsNetwork(self, parameters: dict, volumeNode=None) -> bool:
-        return self.engineFor(parameters, volumeNode) != "hu"
-
-    def dependencyPlan(self, parameters: dict, volumeNode=None):
-        """What must be installed for this run (LungSegLib.dependencies.Plan); empty when nothing."""
-        from LungSegLib import dependencies
-
-        return dependencies.plan_dependencies(dependencies.installed_versions(),
-                                              self.needsNetwork(parameters, volumeNode), loaded=set(sys.modules))
-
-    def missingPackages(self, parameters: dict, volumeNode=None) -> list:
-        """Names of the distributions this run cannot do without (torch and MONAI only for network engines)."""
-        plan = self.dependencyPlan(parameters, volumeNode)
-        from packaging.requirements import Requirement
-
-        return (["torch"] if plan.torch else []) + [Requirement(r).name for r in plan.pip]
-
-    def installDependencies(self, network=True, askConfirmation=True):
-        """Install LungSeg's Python packages into Slicer (Python console:
-        ``slicer.util.getModuleLogic("LungSeg").installDependencies()``). torch comes from the PyTorch
-        extension; pip installs the rest (MONAI fitted to that torch) with torch pinned by a constraints
-        file, through ``slicer.pydeps.pip_ensure`` (Slicer >= 5.11) or ``slicer.util.pip_install``.
-        Returns the plan carried out; ``plan.restart`` lists loaded packages that need a restart."""
-        from LungSegLib import dependencies, slicer_install
-        from LungSegLib.errors import LungSegError
-
-        plan = dependencies.plan_dependencies(dependencies.installed_versions(), network, loaded=set(sys.modules))
-        if plan.empty:
-            logging.info("LungSeg: all Python packages are installed")
-            return plan
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                _("LungSeg will install:") + f" {plan.summary()}.", _("LungSeg: install Python packages")):
-            raise LungSegError("installation cancelled by the user")
-
-        done = dependencies.install(network, slicer_install.install_torch, slicer_install.install_pip,
-                                    log=logging.info)
-        if done.restart:
-            logging.warning(f"LungSeg: restart Slicer to use the new versions of {', '.join(done.restart)}")
-        return done
-
-    def run(self, volumeNode, engine="auto", arch="auto", device="auto", density=1.0, progress=None,
-            segmentationNode=None, tableNode=None, levels=10, position="auto", **options):
-        """Segment and measure ``volumeNode`` (CT or single-slice radiograph).
-
-        Returns ``(segmentationNode, tableNode)``; new nodes are created unless given. ``levels`` and
-        ``position`` ("auto", "supine", "prone") cut the regional CT measurements; ``options`` are the
-        other LungSegLib Parameters fields (threads, modality, weights, allow_non_hu, batch_size).
-        ``progress(fraction, message)`` returning False cancels (raises LungSegLib.errors.CancelledError).
-        """
-        from LungSegLib.dependencies import require_for
-        from LungSegLib.mrml_io import engine_for_node, segment_volume_node
-        from LungSegLib.options import CaseOptions
-        from LungSegLib.params import Parameters
-
-        params = Parameters(engine=engine, arch=arch, device=device, density=density, **options).validate()
-        caseOptions = CaseOptions(levels=levels, position=position).validate()
-        require_for(engine_for_node(volumeNode, params))  # one actionable line when torch/MONAI are missing
-        logging.info(f"LungSeg: segmenting {volumeNode.GetName() if volumeNode else None} with {params}")
-        segmentation, table, self.lastResult = segment_volume_node(volumeNode, params, progress,
-                                                                    segmentationNode, tableNode, caseOptions)
-        return segmentation, table
-
-
-    # ------------------------------------------------------------------------ background run (the panel)
-    @staticmethod
-    def pythonExecutable() -> str:
-        """The Python that runs background segmentations: Slicer's PythonSlicer (same packages as Slicer)."""
-        import shutil
-
-        return shutil.which("PythonSlicer") or sys.executable
-
-    def startBackgroundRun(self, volumeNode, parameters: dict, options: dict | None = None):
-        """Start segmenting a copy of ``volumeNode`` in a child process; returns the BackgroundRun to poll.
-        ``options``: regional levels and position (LungSegLib.options.CaseOptions fields)."""
-        from LungSegLib.background import BackgroundRun
-        from LungSegLib.dependencies import require_for
-        from LungSegLib.mrml import volume_node_to_image
-        from LungSegLib.options import CaseOptions
-        from LungSegLib.params import Parameters
-
-        params = Parameters(**parameters).validate()
-        caseOptions = CaseOptions(**(options or {})).validate()
-        require_for(self.engineFor(parameters, volumeNode))
-        return BackgroundRun(volume_node_to_image(volumeNode), params, python=self.pythonExecutable(),
-                             options=caseOptions).start()
-
-    def loadResult(self, run, volumeNode, segmentationNode=None, tableNode=None):
-        """Nodes from a finished BackgroundRun (CancelledError / LungSegError when it did not finish)."""
-        from LungSegLib.mrml_io import result_to_nodes
-
-        result = run.result()
-        segmentation, table = result_to_nodes(result, volumeNode, segmentationNode, tableNode)
-        self.lastResult = result
-        return segmentation, table
-
-    # ------------------------------------------------------------------------------------ conveniences
-    @staticmethod
-    def loadRadiograph(path, scene=None):
-        """One radiograph file (PNG/JPEG/TIFF/DICOM) as a single-slice volume with its pixel spacing; Slicer's
-        own reader would take a numbered PNG as a file series unless "Single File" is ticked."""
-        from LungSegLib.image import CXR
-        from LungSegLib.mrml_io import load_volume
-
-        return load_volume(path, scene or slicer.mrmlScene, modality=CXR)
-
-    @staticmethod
-    def showSurfaces(segmentationNode, show=True):
-        """Closed-surface representation on (the 3D view shows the lungs) or off."""
-        if show:
-            segmentationNode.CreateClosedSurfaceRepresentation()
-        else:
-            segmentationNode.RemoveClosedSurfaceRepresentation()
-        segmentationNode.GetDisplayNode().SetVisibility3D(show)
-
-
 def registerSampleData():
     """SampleData module entries for the bundled CT (CIP/COPDGene) and radiograph (Montgomery), loaded from
     the extension's own files (no download)."""
@@ -512,79 +292,3 @@ def registerSampleData():
                 category="LungSeg", sampleName=name, thumbnailFileName=icon, uris=path.as_uri(),
                 fileNames=fileName, nodeNames=node, loadFileType="VolumeFile",
                 loadFileProperties={"singleFile": True})
-
-
-class LungSegTest(ScriptedLoadableModuleTest):
-    """Offline: a synthetic chest phantom and the bundled CIP sample, with the HU engine (no weights)."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_synthetic_phantom()
-        self.setUp()
-        self.test_bundled_sample()
-        self.setUp()
-        self.test_background_run()
-
-    def test_synthetic_phantom(self):
-        from LungSegLib.mrml import image_to_volume_node, segmentation_to_labels
-        from LungSegLib.phantom import chest_phantom
-
-        self.delayDisplay("Synthetic chest phantom")
-        image, truth, volume_ml = chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))
-        volume = image_to_volume_node(image, slicer.mrmlScene, "phantom")
-        steps = []
-        segmentation, table = LungSegLogic().run(volume, engine="hu",
-                                                 progress=lambda f, m: steps.append(m) or True)
-        self.assertTrue(steps)
-        labels = segmentation_to_labels(segmentation, volume)
-        for value in (1, 2):
-            dice = 2 * ((labels == value) & (truth == value)).sum() / ((labels == value).sum() + (truth == value).sum())
-            self.assertGreater(dice, 0.95)
-        segments = segmentation.GetSegmentation()
-        self.assertEqual(segments.GetSegment("right_lung").GetName(), "Right lung")
-        self.assertEqual(segments.GetSegment("left_lung").GetName(), "Left lung")
-        self.assertEqual(table.GetNumberOfRows(), 3)
-        right = table.GetTable().GetValueByName(0, "volume_ml").ToDouble()
-        self.assertAlmostEqual(right / volume_ml, 1.0, delta=0.05)
-        self.delayDisplay("Phantom passed")
-
-    def test_bundled_sample(self):
-        from LungSegLib.mrml_io import load_volume
-
-        candidates = [pathlib.Path(os.path.dirname(__file__)) / "Resources" / "Samples" / "ct-64.nrrd",  # installed
-                      _REPO_ROOT / "samples" / "ct-64.nrrd"]  # source checkout
-        sample = next((c for c in candidates if c.is_file()), None)
-        if sample is None:
-            self.delayDisplay("Bundled sample ct-64.nrrd not found; skipped")
-            return
-        self.delayDisplay(f"Bundled sample {sample}")
-        volume = load_volume(sample, slicer.mrmlScene)
-        segmentation, table = LungSegLogic().run(volume, engine="hu")
-        both = table.GetTable().GetValueByName(2, "volume_ml").ToDouble()
-        self.assertTrue(3000 < both < 6500, f"both lungs {both:.0f} mL")  # reference mask: 4554 mL
-        self.assertGreater(table.GetTable().GetValueByName(2, "weight_g").ToDouble(), 0)
-        self.delayDisplay("Bundled sample passed")
-
-    def test_background_run(self):
-        """What Apply does: the segmentation in a PythonSlicer child process, then the same nodes as run()."""
-        from LungSegLib.background import RUNNING
-        from LungSegLib.mrml import image_to_volume_node, segmentation_to_labels
-        from LungSegLib.phantom import chest_phantom
-
-        self.delayDisplay("Background run (child process)")
-        volume = image_to_volume_node(chest_phantom(shape=(48, 64, 80), spacing=(3.0, 3.0, 4.0))[0],
-                                      slicer.mrmlScene, "phantom")
-        logic = LungSegLogic()
-        run = logic.startBackgroundRun(volume, {"engine": "hu"})
-        while run.poll() == RUNNING:
-            run.wait(300)
-        segmentation, table = logic.loadResult(run, volume)
-        reference, referenceTable = LungSegLogic().run(volume, engine="hu")
-        self.assertTrue((segmentation_to_labels(segmentation, volume) == segmentation_to_labels(reference, volume)).all())
-        self.assertEqual(table.GetTable().GetValueByName(2, "volume_ml").ToDouble(),
-                         referenceTable.GetTable().GetValueByName(2, "volume_ml").ToDouble())
-        self.assertFalse(run.rundir.exists())
-        self.delayDisplay("Background run passed")

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import CancelledError, LungSegError
 from .image import Image
-from .networks import card_for_weights, card_named, find_card, load_model
+from .networks import card_for_weights, card_named, find_card, load_model, shipped_cards
 from .postprocess import clean_labels
 from . import preprocess as pp
 
@@ -55,11 +55,12 @@ def cached_model(card: dict, path, device: str):
 def ensemble_members(params, device: str):
     """((ct3d model, card), (ct2d model, card), ensemble card): the members the shipped ``ct2d+ct3d`` card
     names, or the default ct3d and ct2d models when no ensemble card is shipped."""
+    cards = shipped_cards()  # read once: the ensemble card and its members
     try:
-        ensemble = find_card("ct2d+ct3d")
+        ensemble = find_card("ct2d+ct3d", cards=cards)
     except LungSegError:
         return model_for("ct3d", params, device), model_for("ct2d", params, device), None
-    members = [card_named(ensemble["members"][task]) for task in ("ct3d", "ct2d")]
+    members = [card_named(ensemble["members"][task], cards) for task in ("ct3d", "ct2d")]
     return (*((cached_model(c, c["weights_path"], device), c) for c in members), ensemble)
 
 

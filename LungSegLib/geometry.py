@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from .nifti import is_nifti2, is_nifti_name, nifti_header
+
 SHEAR_TOLERANCE = 1e-3  # |cos| between axes below this counts as orthogonal (ITK's own tolerance is 1e-6)
 
 
@@ -75,42 +77,6 @@ def orthogonalize(img: sitk.Image, path) -> tuple:
 
 
 # --------------------------------------------------------------------------------------------- NIfTI
-def nifti_header(path) -> dict | None:
-    """The geometry fields of a NIfTI-1 header read from its first 348 bytes (ITK replaces a zero pixdim by
-    1 mm and coerces a sheared sform to orthogonal without telling): pixdim, qform/sform codes, srow."""
-    import gzip
-    import struct
-
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read(348)
-    except (OSError, EOFError):
-        return None
-    if len(raw) < 348:
-        return None
-    for endian in ("<", ">"):
-        if struct.unpack(endian + "i", raw[:4])[0] == 348:
-            break
-    else:
-        return None  # NIfTI-2 or not NIfTI: ITK's own checks apply
-    dim = struct.unpack(endian + "8h", raw[40:56])
-    pixdim = struct.unpack(endian + "8f", raw[76:108])
-    qform, sform = struct.unpack(endian + "2h", raw[252:256])
-    srow = np.asarray(struct.unpack(endian + "12f", raw[280:328]), float).reshape(3, 4)
-    slope, inter = struct.unpack(endian + "2f", raw[112:120])
-    return {"ndim": int(dim[0]), "pixdim": pixdim[1:4], "qform_code": qform, "sform_code": sform, "srow": srow,
-            "scl_slope": slope, "scl_inter": inter}
-
-
-def nifti_scaling(path) -> str | None:
-    """'NIfTI scl_slope 2, scl_inter 0' when the header rescales the stored values (for error messages)."""
-    h = nifti_header(path)
-    if h is None or h["scl_slope"] in (0.0, 1.0) or not np.isfinite(h["scl_slope"]):
-        return None
-    return f"NIfTI scl_slope {h['scl_slope']:g}, scl_inter {h['scl_inter']:g}"
-
-
 def sheared_nifti_sform(path):
     """Refuse a NIfTI whose voxel size is zero or not finite. Returns (sform columns, origin) in LPS when its
     sform is sheared (ITK coerces such a matrix to orthogonal without telling), else None."""
@@ -157,6 +123,8 @@ def storage_node_safe(path) -> bool:
     from .limits import check_volume_header
 
     h = check_volume_header(path)
-    if str(path).lower().endswith((".nii", ".nii.gz")) and sheared_nifti_sform(path) is not None:
+    if is_nifti2(path):
+        return False  # ITK, hence Slicer's storage node, cannot read NIfTI-2
+    if is_nifti_name(path) and sheared_nifti_sform(path) is not None:
         return False
     return h["dimension"] != 3 or is_orthogonal(h["direction"])

@@ -16,9 +16,10 @@ import SimpleITK as sitk
 from .dicom import (SERIES_SEP, dicom_series, dicomdir_of, dicomdir_series_folders, is_dicom_file, read_dicom_file,
                     read_dicom_folder, split_series)
 from .errors import LungSegError
-from .geometry import check_nifti_geometry, nifti_scaling, orthogonalize
+from .geometry import check_nifti_geometry, orthogonalize
 from .image import CT, CXR, Image
 from .limits import check_volume_header, require_regular, safe_text, special_file_kind, utf8_name
+from .nifti import is_nifti2, is_nifti_name, nifti_scaling, read_nifti2
 from .sitk_io import from_sitk_any, sitk_read
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -165,13 +166,13 @@ def read_image(path, modality: str = "auto") -> Image:
 
 def _read_sitk(path: Path) -> Image:
     check_volume_header(path)  # size / dimension / components from the header, before reading pixels
-    img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
-    if str(path).lower().endswith((".nii", ".nii.gz")):
+    img = read_nifti2(path) if is_nifti2(path) else sitk_read(lambda: sitk.ReadImage(str(path)), path)
+    if is_nifti_name(path):
         img = check_nifti_geometry(path, img)
     img, warnings = orthogonalize(img, path)
     image = from_sitk_any(img, path)
     image.meta.setdefault("warnings", []).extend(warnings)
-    if str(path).lower().endswith((".nii", ".nii.gz")) and (scaling := nifti_scaling(path)):
+    if is_nifti_name(path) and (scaling := nifti_scaling(path)):
         image.meta["scaling"] = scaling
     return image
 

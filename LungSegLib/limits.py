@@ -108,6 +108,10 @@ def check_size(path, size, components: int = 1) -> None:
 
 def volume_header(path: Path) -> dict:
     """Size, dimension, components and pixel type of a NIfTI/NRRD/MetaImage file, reading the header only."""
+    from .nifti import is_nifti2, nifti2_volume_header
+
+    if is_nifti2(path):
+        return nifti2_volume_header(path)  # ITK has no NIfTI-2 reader
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

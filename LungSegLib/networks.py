@@ -69,9 +69,10 @@ def shipped_cards() -> list:
     return cards
 
 
-def card_named(name: str) -> dict:
-    """The shipped card called ``name`` (an ensemble names its members this way)."""
-    for card in shipped_cards():
+def card_named(name: str, cards: list | None = None) -> dict:
+    """The shipped card called ``name`` (an ensemble names its members this way), from ``cards`` when the
+    caller has already read them."""
+    for card in shipped_cards() if cards is None else cards:
         if card["name"] == name:
             return card
     raise LungSegError(f"no shipped model named {name!r}: expected {MODEL_DIR / (name + '.json')} with its weights")
@@ -114,10 +115,10 @@ def best_validated_task(tasks, inplane_mm: float | None = None) -> str | None:
     return max(cards, key=selection_dice)["task"] if cards else None
 
 
-def find_card(task: str, arch: str | None = None) -> dict:
+def find_card(task: str, arch: str | None = None, cards: list | None = None) -> dict:
     """The shipped card for a task (and arch); without an arch, the task's default (best-validated) model.
     Networks shipped only as an ensemble's member (``ensemble_member_of``) are not offered on their own."""
-    cards = [c for c in shipped_cards() if c.get("task") == task and not c.get("ensemble_member_of")]
+    cards = [c for c in (shipped_cards() if cards is None else cards) if c.get("task") == task and not c.get("ensemble_member_of")]
     if arch:
         cards = [c for c in cards if c.get("arch") == arch]
     else:

@@ -121,7 +121,7 @@ def _check_ct(image, engine, params, src, lo, hi, warnings) -> None:
                            f"({describe_range(arr)}{scaling}); expected air near -1000 HU and soft tissue near "
                            "0-60 HU; pass --allow-non-hu to run anyway")
     if engine in ("ct2d", "ct2d+ct3d"):
-        _check_ct2d_spacing(image, params, warnings)
+        _check_ct2d_spacing(image, params, warnings, engine)
     sz = float(image.spacing[2])
     if sz < THIN_MM:
         warnings.append(f"very thin slices ({sz:.2f} mm)")
@@ -138,23 +138,29 @@ def _axial_axes(image) -> list:
     return axes if len(axes) == 2 else [0, 1]
 
 
-def _check_ct2d_spacing(image, params, warnings) -> None:
-    """Warn when the shipped slice-wise model would see slices coarser than it was trained on (a user's own
-    ``--weights`` declare no training pixel size, so they get no warning)."""
+def _check_ct2d_spacing(image, params, warnings, engine: str = "ct2d") -> None:
+    """Warn when the shipped slice-wise model (alone, or the ensemble's slice member) would see slices coarser
+    than it was trained on (a user's own ``--weights`` declare no training pixel size: no warning)."""
     if params.weights:
         return
     from .image import inplane_spacing_mm
-    from .networks import find_card, suits_spacing
+    from .networks import card_named, find_card, shipped_cards, suits_spacing
 
     try:
-        card = find_card("ct2d", None if params.arch == "auto" else params.arch)
+        if engine == "ct2d+ct3d":
+            cards = shipped_cards()
+            card = find_card("ct2d+ct3d", cards=cards)
+            name = f"{card['name']}, slice member {card_named(card['members']['ct2d'], cards)['name']}"
+        else:
+            card = find_card("ct2d", None if params.arch == "auto" else params.arch)
+            name = card["name"]
     except LungSegError:
         return  # a missing model is reported by the engine with its own message
     inplane = inplane_spacing_mm(image)
     if not suits_spacing(card, inplane):
         limit = card["input"]["max_inplane_spacing_mm"]
         warnings.append(f"in-plane pixels of {inplane:.2f} mm are coarser than the {limit} mm the slice-wise "
-                        f"model ({card['name']}) was trained for; --engine ct3d (fixed 2.5 mm grid) is likely "
+                        f"model ({name}) was trained for; --engine ct3d (fixed 2.5 mm grid) is likely "
                         "more accurate")
 
 

@@ -124,6 +124,9 @@ def test_ct2d_on_coarser_pixels_than_it_was_trained_for_warns_and_auto_avoids_it
     warnings = check_image(image, "ct2d", Parameters().validate())
     assert any("coarser than" in w and "ct3d" in w for w in warnings)
     assert not any("coarser than" in w for w in check_image(image, "ct3d", Parameters().validate()))
+    ensemble = find_card("ct2d+ct3d")  # the pair's warning names the pair and its slice member, not ct2d alone
+    pair = [w for w in check_image(image, "ct2d+ct3d", Parameters().validate()) if "coarser than" in w]
+    assert len(pair) == 1 and ensemble["name"] in pair[0] and ensemble["members"]["ct2d"] in pair[0]
     own = Parameters(engine="ct2d", weights=str(random_weights("ct2d"))).validate()
     assert not any("coarser than" in w for w in check_image(image, "ct2d", own))
 

@@ -1,4 +1,4 @@
-"""LungSeg/LungSeg.py's Logic and its built-in LungSegTest against real MRML (slicer-core).
+"""LungSeg/LungSeg.py's Logic and its built-in LungSegTest (from LungSegModuleLib) against real MRML (slicer-core).
 
 slicer-core has no Slicer *Python layer* (ScriptedLoadableModule, parameterNodeWrapper, the app's
 scene singleton), so minimal stand-ins for exactly those are installed for the import; every MRML
@@ -62,6 +62,8 @@ def module(monkeypatch):
     for name, stand_in in slicer_python_layer(scene).items():
         monkeypatch.setitem(sys.modules, name, stand_in)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    for name in [n for n in sys.modules if n.split(".")[0] == "LungSegModuleLib"]:
+        monkeypatch.delitem(sys.modules, name)  # re-import against this test's stand-ins and scene
     spec = importlib.util.spec_from_file_location("LungSeg", REPO / "LungSeg" / "LungSeg.py")
     lungseg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lungseg)

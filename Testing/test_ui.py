@@ -1,5 +1,5 @@
 """The module panel file (LungSeg/Resources/UI/LungSeg.ui) against the module code, without Slicer:
-well-formed, names used by LungSeg.py exist, parameter-node bindings fit, only known Slicer widgets,
+well-formed, names used by LungSeg.py exist, parameter-node bindings (LungSegModuleLib/parameters.py) fit, only known Slicer widgets,
 and an offscreen render with PySide6 (skipped when PySide6 is missing)."""
 
 import ast
@@ -16,6 +16,7 @@ from LungSegLib.params import ARCHS, DEVICES, ENGINES, MODALITIES, Parameters
 
 UI_FILE = REPO / "LungSeg" / "Resources" / "UI" / "LungSeg.ui"
 MODULE_FILE = REPO / "LungSeg" / "LungSeg.py"
+PARAMETERS_FILE = REPO / "LungSeg" / "LungSegModuleLib" / "parameters.py"  # the parameter node and its enums
 KNOWN_SLICER_WIDGETS = {  # classes provided by Slicer / CTK that Designer-made module panels use
     "qMRMLWidget", "qMRMLNodeComboBox", "qMRMLTableView", "qMRMLSegmentsTableView", "qMRMLSubjectHierarchyComboBox",
     "qMRMLSliderWidget", "qMRMLSpinBox", "ctkCollapsibleButton", "ctkCollapsibleGroupBox", "ctkSliderWidget",
@@ -32,8 +33,8 @@ def ui():
 
 
 @pytest.fixture(scope="module")
-def module_ast():
-    return ast.parse(MODULE_FILE.read_text())
+def parameters_ast():
+    return ast.parse(PARAMETERS_FILE.read_text())
 
 
 def widgets(ui):
@@ -85,27 +86,27 @@ def test_every_ui_name_used_by_the_module_exists(ui):
     assert not missing, f"LungSeg.py uses widgets missing from LungSeg.ui: {sorted(missing)}"
 
 
-def test_parameter_names_match_the_parameter_node_both_ways(ui, module_ast):
-    fields = parameter_fields(module_ast)
+def test_parameter_names_match_the_parameter_node_both_ways(ui, parameters_ast):
+    fields = parameter_fields(parameters_ast)
     regional = {"levels", "position"}  # CaseOptions fields the panel offers (not dicom_seg: a file output)
     expected = set(Parameters.field_names()) | regional | {"inputVolume", "outputSegmentation", "outputTable"}
     assert set(fields) == expected, "parameter node fields must be Parameters' fields, levels/position + the nodes"
     assert set(parameter_bindings(ui)) == set(fields)
 
 
-def test_bound_widgets_fit_the_field_types(ui, module_ast):
-    fields = parameter_fields(module_ast)
+def test_bound_widgets_fit_the_field_types(ui, parameters_ast):
+    fields = parameter_fields(parameters_ast)
     for name, widget in parameter_bindings(ui).items():
         kind = field_kind(fields[name])
         assert widget.get("class") in CONNECTOR_WIDGETS[kind], f"{name}: {widget.get('class')} cannot show a {kind}"
 
 
-def test_choices_match_lungseglib(ui, module_ast):
+def test_choices_match_lungseglib(ui, parameters_ast):
     for enum_name, allowed, combo in (("Engine", ENGINES, "engineComboBox"), ("Arch", ARCHS, "archComboBox"),
                                       ("Device", DEVICES, "deviceComboBox"),
                                       ("Modality", MODALITIES, "modalityComboBox"),
                                       ("Position", POSITIONS, "positionComboBox")):
-        assert enum_values(module_ast, enum_name) == tuple(allowed)
+        assert enum_values(parameters_ast, enum_name) == tuple(allowed)
         assert len(widgets(ui)[combo].findall("item")) == len(allowed)  # same entries as the connector fills in
 
 
@@ -127,7 +128,10 @@ def test_node_selectors_ask_for_the_right_node_types(ui):
 
 
 def test_module_compiles_and_imports_no_gui_toolkit_in_lungseglib():
-    compile(MODULE_FILE.read_text(), str(MODULE_FILE), "exec")
+    for path in (MODULE_FILE, *(REPO / "LungSeg" / "LungSegModuleLib").glob("*.py")):
+        compile(path.read_text(), str(path), "exec")
+    names = re.findall(r"\$\{MODULE_NAME\}(ModuleLib/\w+\.py)", (REPO / "LungSeg" / "CMakeLists.txt").read_text())
+    assert sorted(names) == sorted(f"ModuleLib/{p.name}" for p in (REPO / "LungSeg" / "LungSegModuleLib").glob("*.py"))
     for path in (REPO / "LungSegLib").glob("*.py"):
         text = path.read_text(encoding="utf-8")  # GDCM (DICOM tests) may switch the C locale to ASCII
         assert not re.search(r"^\s*(import|from)\s+(qt|ctk|PySide6|PyQt5)\b", text, re.M), path.name
@@ -188,11 +192,11 @@ def test_warnings_and_qc_flags_read_as_sentences():
     assert "_" not in notes
 
 
-def test_every_logic_method_the_widget_calls_exists(module_ast):
+def test_every_logic_method_the_widget_calls_exists():
     """The widget runs only inside Slicer: a typo in a logic call would surface only on a click."""
-    logic = module_class(module_ast, "LungSegLogic")
+    logic = module_class(ast.parse((REPO / "LungSeg" / "LungSegModuleLib" / "logic.py").read_text()), "LungSegLogic")
     methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)} | {"getParameterNode", "lastResult"}
-    widget = module_class(module_ast, "LungSegWidget")
+    widget = module_class(ast.parse(MODULE_FILE.read_text()), "LungSegWidget")
     used = {n.attr for n in ast.walk(widget) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
             and n.value.attr == "logic" and isinstance(n.value.value, ast.Name) and n.value.value.id == "self"}
     assert used and used <= methods, used - methods
