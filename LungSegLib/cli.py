@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--position", choices=POSITIONS, default="auto",
                    help="patient position (sets the dependent side); auto: DICOM PatientPosition or direction matrix")
     s.add_argument("--dicom-seg", action="store_true",
-                   help="also write lungs.seg.dcm, a DICOM Segmentation referencing the input DICOM series")
+                   help="also write lungs.seg.dcm, a DICOM Segmentation referencing the input DICOM series or radiograph")
     s.add_argument("--weights", default="", help="weights file to use instead of the shipped model")
     s.add_argument("--allow-non-hu", action="store_true", help="run CT engines on data not in HU (experts)")
     s.add_argument("--overwrite", action="store_true", help="replace outputs of cases already done")

@@ -12,7 +12,7 @@ POSITIONS = ("auto", "supine", "prone")
 class CaseOptions:
     levels: int = 10              # ventral->dorsal levels of the regional CT measurements
     position: str = "auto"        # auto | supine | prone (the dependent side; auto: DICOM or direction matrix)
-    dicom_seg: bool = False       # also write lungs.seg.dcm for a DICOM CT series
+    dicom_seg: bool = False       # also write lungs.seg.dcm for a DICOM CT series or radiograph
 
     def validate(self) -> "CaseOptions":
         from .errors import LungSegError

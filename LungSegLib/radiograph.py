@@ -97,28 +97,58 @@ def read_picture(path: Path) -> Image:
     return _downscale(image, f, (h, w) if orientation >= 5 else (w, h))
 
 
-def standard_view(arr: np.ndarray, orientation) -> tuple:
-    """Turn a frontal radiograph to the standard view (patient's right on the image left, head up) from DICOM
-    PatientOrientation (0020,0020), whose two values say where the image's rows and columns point
-    ('L\\F' is the standard view). Returns (array, note or None)."""
+def view_turn(orientation) -> tuple | None:
+    """(transpose, flip columns, flip rows) that turn a frontal radiograph to the standard view (patient's
+    right on the image left, head up), from DICOM PatientOrientation (0020,0020), whose two values say where
+    the image's rows and columns point ('L\\F' is the standard view); None when it cannot tell (lateral
+    view, missing or unusable values)."""
     try:
         row, col = (str(v).strip().upper()[:1] for v in orientation)
-        text = "\\".join(str(v) for v in orientation)
     except (TypeError, ValueError):
-        return arr, None
-    turned = False
-    if row in ("H", "F") and col in ("L", "R"):  # rows run head-feet: transposed
-        arr, row, col, turned = arr.T, col, row, True
+        return None
+    transpose = row in ("H", "F") and col in ("L", "R")  # rows run head-feet
+    if transpose:
+        row, col = col, row
     if row not in ("L", "R") or col not in ("H", "F"):
-        return arr, None  # a lateral view (A/P) or no usable value: left as stored
-    if row == "R":
-        arr, turned = arr[:, ::-1], True
-    if col == "H":
-        arr, turned = arr[::-1], True
-    if not turned:
+        return None
+    return transpose, row == "R", col == "H"
+
+
+def standard_view(arr: np.ndarray, orientation) -> tuple:
+    """The radiograph turned by :func:`view_turn`. Returns (array, note or None)."""
+    turn = view_turn(orientation)
+    if turn is None or not any(turn):
         return arr, None
+    transpose, flip_columns, flip_rows = turn
+    arr = arr.T if transpose else arr
+    arr = arr[:, ::-1] if flip_columns else arr
+    arr = arr[::-1] if flip_rows else arr
+    text = "\\".join(str(v) for v in orientation)
     return np.ascontiguousarray(arr), (f"DICOM PatientOrientation {text}: image turned to the standard view "
                                        "(patient's right on the image left, head up)")
+
+
+def stored_view(arr: np.ndarray, turn) -> np.ndarray:
+    """Undo :func:`standard_view`: an array on the turned grid back on the file's own pixel grid."""
+    if not turn:
+        return arr
+    transpose, flip_columns, flip_rows = turn
+    arr = arr[::-1] if flip_rows else arr
+    arr = arr[:, ::-1] if flip_columns else arr
+    return np.ascontiguousarray(arr.T if transpose else arr)
+
+
+def labels_at_input_size(result):
+    """Radiograph labels on the input's own pixel grid (nearest neighbour when it was read downscaled)."""
+    size = result.image.meta.get("input_size")
+    labels = result.labels
+    if not size or tuple(size) == labels.array.shape[::-1]:
+        return labels
+    from PIL import Image as PILImage
+
+    up = np.asarray(PILImage.fromarray(labels.array.astype(np.uint8)).resize(tuple(size), PILImage.NEAREST))
+    return labels.__class__(up, spacing=tuple(s / result.image.meta.get("downscale_factor", 1)
+                                              for s in labels.spacing), modality=labels.modality)
 
 
 def read_dicom_radiograph(path: Path) -> Image:
@@ -161,6 +191,8 @@ def read_dicom_radiograph(path: Path) -> Image:
                   modality=CXR, spacing_known=known)
     image.meta.setdefault("warnings", []).extend(notes)
     image.meta["photometric"] = str(getattr(ds, "PhotometricInterpretation", ""))
+    # for --dicom-seg: the source file, and how its pixel grid was turned (the SEG frame is on the stored grid)
+    image.meta["dicom_radiograph"] = {"file": str(path), "turn": view_turn(getattr(ds, "PatientOrientation", None))}
     image.meta["view"] = str(getattr(ds, "ViewPosition", ""))
     if image.meta["view"].upper() in ("LL", "RL", "LLD", "RLD", "LATERAL"):
         image.meta.setdefault("warnings", []).append(f"lateral view ({image.meta['view']}); LungSeg expects a "

@@ -13,6 +13,7 @@ import numpy as np
 from .figures import ct_views, grey, outlined, save_report_png
 from .image import CT
 from .io import atomic_path, write_labels, write_seg_nrrd, write_text
+from .radiograph import labels_at_input_size
 
 CSV_COLUMNS = ["case", "modality", "engine", "arch", "model", "structure", "voxel_count", "volume_ml",
                "weight_g", "gas_volume_ml", "mean_hu", "over_aerated_volume_fraction",
@@ -70,6 +71,10 @@ def write_case(result, case: str, case_dir) -> dict:
             write_dicom_seg(result, case_dir / "lungs.seg.dcm")
     else:
         write_labels(case_dir / "lungs.png", labels_at_input_size(result))
+        if result.options.dicom_seg:
+            from .dicom_seg import write_dicom_seg
+
+            write_dicom_seg(result, case_dir / "lungs.seg.dcm")
     t_pictures = time.perf_counter()
     views = ct_views(result.image, result.labels) if result.image.modality == CT else None
     with atomic_path(case_dir / "overlay.png") as tmp:
@@ -81,19 +86,6 @@ def write_case(result, case: str, case_dir) -> dict:
                            "report_png": round(time.perf_counter() - t_report, 3)}
     write_text(case_dir / "measurements.json", json.dumps(_jsonable(report), indent=2))
     return report
-
-
-def labels_at_input_size(result):
-    """Radiograph labels on the input's own pixel grid (nearest neighbour when it was read downscaled)."""
-    size = result.image.meta.get("input_size")
-    labels = result.labels
-    if not size or tuple(size) == labels.array.shape[::-1]:
-        return labels
-    from PIL import Image as PILImage
-
-    up = np.asarray(PILImage.fromarray(labels.array.astype(np.uint8)).resize(tuple(size), PILImage.NEAREST))
-    return labels.__class__(up, spacing=tuple(s / result.image.meta.get("downscale_factor", 1)
-                                              for s in labels.spacing), modality=labels.modality)
 
 
 def _jsonable(obj):

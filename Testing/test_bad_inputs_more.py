@@ -110,7 +110,7 @@ def test_huge_radiograph_is_downscaled_before_inference(tmp_path, random_weights
     result = segment_image(image, Parameters(engine="cxr", weights=str(random_weights("cxr"))))
     assert result.labels.array.shape == (4000, 4000)
     assert any("downscaled by 2" in w for w in result.warnings)
-    from LungSegLib.report import labels_at_input_size
+    from LungSegLib.radiograph import labels_at_input_size
     written = labels_at_input_size(result).array   # lungs.png keeps the input's width and height
     assert written.shape == (8000, 8000) and np.array_equal(written[::2, ::2], result.labels.array)
 

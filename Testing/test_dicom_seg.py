@@ -109,6 +109,48 @@ def test_real_ct_series_seg_references_every_input_slice(tmp_path):
     assert "lungs.seg.dcm" in (out / "index.html").read_text()
 
 
+def radiograph_dicom(path, upright, orientation, turn):
+    """A DX file holding ``turn(upright)`` whose PatientOrientation says how to turn it back, with the study
+    attributes a DICOM SEG copies."""
+    from badinputs import dx_dicom
+    from pydicom.uid import generate_uid
+
+    p = dx_dicom(path, np.ascontiguousarray(turn(upright)))
+    ds = pydicom.dcmread(str(p))
+    ds.PatientOrientation = orientation
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = generate_uid(), generate_uid(), "CXR1"
+    ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "", "O", "20260101", "120000"
+    ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "", "", "1", 1, 1
+    ds.save_as(str(p))
+    return p
+
+
+@pytest.mark.parametrize("orientation,turn,max_side", [(["R", "H"], lambda a: a[::-1, ::-1], 4096),
+                                                       (["F", "L"], lambda a: a.T, 4096),
+                                                       (["L", "F"], lambda a: a, 100)])  # read downscaled by 3
+def test_radiograph_seg_lies_on_the_files_own_pixel_grid(tmp_path, monkeypatch, orientation, turn, max_side):
+    from PIL import Image as PILImage
+
+    from LungSegLib import radiograph
+
+    monkeypatch.setattr(radiograph, "MAX_SIDE", max_side)
+    upright = np.asarray(PILImage.open(SAMPLES / "montgomery_MCUCXR_0001_0.png").convert("L").resize((256, 240)),
+                         np.uint16) * 16
+    p = radiograph_dicom(tmp_path / "cxr.dcm", upright, orientation, turn)
+    out = tmp_path / "out"
+    assert main(["segment", str(p), "-o", str(out), "--engine", "cxr", "--quiet", "--dicom-seg"]) == 0
+    seg = hd.seg.segread(str(out / "cxr" / "lungs.seg.dcm"))
+    source = pydicom.dcmread(str(p), stop_before_pixels=True)
+    assert [uid for _, _, uid in seg.get_source_image_uids()] == [source.SOPInstanceUID]
+    frame = seg.get_pixels_by_source_instance([source.SOPInstanceUID], segment_numbers=[1, 2], combine_segments=True)[0]
+    png = np.asarray(PILImage.open(out / "cxr" / "lungs.png"))  # upright, at the input size
+    assert png.shape == upright.shape and frame.shape == (source.Rows, source.Columns)
+    assert np.array_equal(frame, turn(png)) and set(np.unique(frame)) == {0, 1, 2}
+    right_columns = np.nonzero(png == 1)[1]  # the patient's right lung on the image left of the standard view
+    assert right_columns.mean() < np.nonzero(png == 2)[1].mean()
+    assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.Rows == source.Rows
+
+
 def test_dicom_seg_for_a_non_dicom_input_is_a_clear_failure(tmp_path):
     out = tmp_path / "out"
     assert main(["segment", str(SAMPLES / "ct-64.nrrd"), "-o", str(out), "--engine", "hu", "--quiet",
@@ -116,6 +158,11 @@ def test_dicom_seg_for_a_non_dicom_input_is_a_clear_failure(tmp_path):
     with open(out / "errors.csv", newline="") as f:
         error = next(csv.DictReader(f))["error"]
     assert "--dicom-seg needs a DICOM CT series" in error and "not a DICOM series" in error
+    assert main(["segment", str(SAMPLES / "montgomery_MCUCXR_0001_0.png"), "-o", str(out), "--engine", "cxr",
+                 "--quiet", "--dicom-seg"]) == 1  # a radiograph picture has no DICOM instance to reference
+    with open(out / "errors.csv", newline="") as f:
+        errors = [row["error"] for row in csv.DictReader(f)]
+    assert any("DICOM radiograph" in e and "a radiograph picture, not DICOM" in e for e in errors), errors
     assert not (out / "ct-64").exists()
 
 
