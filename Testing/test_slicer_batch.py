@@ -68,6 +68,34 @@ def test_batch_on_cip_sample_with_a_bad_case(tmp_path):
         assert "qc_flags" not in row  # QC is printed per case, not repeated per row
 
 
+def test_batch_regional_levels_and_position_match_the_cli(tmp_path):
+    """--levels / --position cut the regional measurements as ``lungseg segment`` does (a prone scan exported
+    without its position tags needs them), and bad values are usage errors."""
+    import json
+
+    from LungSegLib.cli import main as cli_main
+
+    phantom_ct = tmp_path / "in" / "ph.nrrd"
+    phantom_ct.parent.mkdir()
+    shutil.copy(CIP_CT, phantom_ct)
+    out = tmp_path / "script"
+    proc = run_script("--input", phantom_ct, "--output", out, "--engine", "hu", "--levels", "4", "--position",
+                      "prone", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert cli_main(["segment", str(phantom_ct), "-o", str(tmp_path / "cli"), "--engine", "hu", "--quiet",
+                     "--levels", "4", "--position", "prone"]) == 0
+    script, cli = (json.loads((tmp_path / d / "ph" / "measurements.json").read_text())["regions"]
+                   for d in ("script", "cli"))
+    assert script["position"] == "prone" and "--position" in script["position_source"]
+    assert script["levels"] == cli["levels"] == 4 and script["rows"] == cli["rows"]
+    with open(out / "regions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["region"] for r in rows if r["kind"] == "ventral_dorsal"} == {f"level_{k}" for k in range(1, 5)}
+    assert {r["position"] for r in rows} == {"prone"}
+    proc = run_script("--input", phantom_ct, "--output", tmp_path / "bad", "--levels", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and "levels must be between 1 and 100" in proc.stderr
+
+
 def test_batch_rejects_bad_options_and_missing_input(tmp_path):
     proc = run_script("--input", tmp_path / "nowhere", "--output", tmp_path / "out", "--engine", "hu", cwd=tmp_path)
     assert proc.returncode == 1 and "no such file or folder" in proc.stderr

@@ -2,6 +2,7 @@
 """Headless LungSeg batch: segment every case under --input and save Slicer files per case.
 
     python LungSeg/Scripts/lungseg_batch.py --input CASES --output OUT [--engine hu] [--arch unet] [--device cpu]
+        [--levels N] [--position auto|supine|prone]
     Slicer --no-main-window --python-script <LungSeg>/Scripts/lungseg_batch.py --input CASES --output OUT
     Slicer --no-main-window --python-script <LungSeg>/Scripts/lungseg_batch.py --install-dependencies
 
@@ -41,6 +42,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
+    from LungSegLib.options import POSITIONS
     from LungSegLib.params import ARCHS, DEVICES, ENGINES, MODALITIES, Parameters
 
     choices = {"engine": ENGINES, "arch": ARCHS, "device": DEVICES, "modality": MODALITIES}
@@ -61,6 +63,10 @@ def parse_args(argv):
             kind = {"int": int, "float": float}.get(str(f.type), type(f.default))
             parser.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
                                 help=f"(default {f.default!r})")
+    parser.add_argument("--levels", type=int, default=10, help="ventral->dorsal levels of the regional CT "
+                        "measurements (1-100, default 10)")
+    parser.add_argument("--position", choices=POSITIONS, default="auto", help="patient position (sets the "
+                        "dependent side); auto: DICOM PatientPosition or direction matrix")
     if argv and argv[0] == "--":  # Slicer may pass the separator through
         argv = argv[1:]
     args = parser.parse_args(argv)
@@ -100,16 +106,17 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
-def slicer_case(scene):
-    """The batch runner's per-case step done through MRML: load, segment, then (into the case's temporary
-    folder) the files ``lungseg segment`` writes plus Slicer's own segmentation and table files."""
+def slicer_case(scene, options=None):
+    """The batch runner's per-case step done through MRML: load, segment (``options``: the regional levels
+    and position, :class:`LungSegLib.options.CaseOptions`), then (into the case's temporary folder) the files
+    ``lungseg segment`` writes plus Slicer's own segmentation and table files."""
     from LungSegLib.mrml_io import load_volume, save_segmentation, save_table, segment_volume_node
     from LungSegLib.report import write_case
 
     def run(case: str, path, params, progress=None):
         scene.Clear(0)
         volume = load_volume(path, scene, case, params.modality)  # FOLDER::UID kept whole
-        segmentation, table, result = segment_volume_node(volume, params)
+        segmentation, table, result = segment_volume_node(volume, params, options=options)
         result.image.meta["source"] = str(path)  # the case folder records its input (stable names, --resume)
 
         def write(folder: Path) -> dict:
@@ -131,19 +138,21 @@ def main(argv=None) -> int:
     from LungSegLib.errors import LungSegError, os_error_message
     from LungSegLib.interrupt import INTERRUPTED, terminate_as_interrupt
     from LungSegLib.mrml import get_scene
+    from LungSegLib.options import CaseOptions
     from LungSegLib.params import Parameters
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     params = Parameters(**{f.name: getattr(args, f.name) for f in fields(Parameters)})
     try:
         params.validate()
+        options = CaseOptions(levels=args.levels, position=args.position).validate()
         if args.install_dependencies:
             return install_dependencies(params.engine)
         require_for(params.engine)  # before any case: one line saying how to install torch/MONAI
         outdir = writable_folder(Path(args.output))
         with terminate_as_interrupt():  # the OUTDIR contract of lungseg segment (lock, case folders, summaries)
             summary = run_batch(args.input, outdir, params, overwrite=args.overwrite, resume=args.resume,
-                                show_progress=False, case_writer=slicer_case(get_scene(None)), prog=PROG,
+                                show_progress=False, case_writer=slicer_case(get_scene(None), options), prog=PROG,
                                 tracebacks=False)
     except LungSegError as e:  # bad parameters, OUTDIR held by another run or refused
         raise UsageError(str(e)) from None
