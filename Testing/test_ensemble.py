@@ -83,3 +83,26 @@ def test_the_shipped_ensemble_card_names_its_members_and_results_name_the_ensemb
     result = segment_image(image, Parameters(engine="ct2d+ct3d", device="cpu"))
     assert result.model["name"] == ensemble["name"] and result.model["task"] == "ct2d+ct3d"
     assert all(card["name"] in result.model["version"] for card in members.values())
+
+
+def test_shipped_ct_cards_carry_the_committed_robustness_report():
+    """The numbers `auto` ranks by (each card's metrics.robustness) are the committed report of the shipped
+    engines, recomputed from its per-case rows: a retrained model cannot ship with a stale block."""
+    import json
+    import sys
+
+    from conftest import REPO
+    from LungSegLib.networks import card_named
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from dense_lung_stress import card_summary, summarise
+
+    report = json.loads((REPO / "bench" / "results" / "robustness_ct2d_ct3d.json").read_text())
+    recomputed = summarise(report["cases"], report["engines"], report["families"], report["fractions"])
+    for engine, name in (("ct2d+ct3d", "ct2d_ct3d"), ("ct3d", "ct3d_unet")):
+        assert recomputed[engine] == report["summary"][engine]
+        block = card_named(name)["metrics"]["robustness"]
+        expected = card_summary(report, engine)
+        for key in ("dice_worst_family_25", "worst_family_25", "at_25", "clean"):
+            assert block[key] == expected[key], (name, key)
+        assert {f for f, v in block["at_25"].items() if v["held_out"]} == {"perihilar", "mixed"}
