@@ -118,7 +118,8 @@ def best_validated_task(tasks, inplane_mm: float | None = None) -> str | None:
 def find_card(task: str, arch: str | None = None, cards: list | None = None) -> dict:
     """The shipped card for a task (and arch); without an arch, the task's default (best-validated) model.
     Networks shipped only as an ensemble's member (``ensemble_member_of``) are not offered on their own."""
-    cards = [c for c in (shipped_cards() if cards is None else cards) if c.get("task") == task and not c.get("ensemble_member_of")]
+    cards = [c for c in (shipped_cards() if cards is None else cards)
+             if c.get("task") == task and not c.get("ensemble_member_of")]
     if arch:
         cards = [c for c in cards if c.get("arch") == arch]
     else:

@@ -46,8 +46,10 @@ def nifti_header(path) -> dict | None:
     """The geometry fields of a NIfTI-1 or NIfTI-2 header: version, ndim, size, pixdim, qform/sform codes,
     srow, scl_slope/inter."""
     h = raw_header(path)
-    if h is None:
-        return None
+    return None if h is None else header_fields(h)
+
+
+def header_fields(h) -> dict:
     dim = [int(v) for v in h["dim"]]
     return {"version": 2 if h.sizeof_hdr == 540 else 1, "ndim": dim[0], "size": tuple(dim[1:1 + max(0, dim[0])]),
             "pixdim": tuple(float(v) for v in h["pixdim"][1:4]), "qform_code": int(h["qform_code"]),
@@ -69,20 +71,21 @@ def is_nifti2(path) -> bool:
     return h is not None and h["version"] == 2
 
 
-def lps_geometry(path, n: int = 3):
-    """(steps, origin) in LPS from the header's best affine (sform, else qform, else pixdim, as nibabel
+def lps_geometry(header, n: int = 3):
+    """(steps, origin) in LPS from a raw header's best affine (sform, else qform, else pixdim, as nibabel
     and ITK choose): the columns of ``steps`` are one voxel's physical steps along i, j(, k) in mm."""
-    affine = raw_header(path).get_best_affine()
+    affine = header.get_best_affine()
     steps, origin = RAS_TO_LPS @ affine[:3, :3], RAS_TO_LPS @ affine[:3, 3]
     return steps[:n, :n], origin[:n]
 
 
 def nifti2_volume_header(path) -> dict:
     """What :func:`LungSegLib.limits.volume_header` reports, for a NIfTI-2 file (header only)."""
-    h = nifti_header(path)
+    header = raw_header(path)
+    h = header_fields(header)
     components = len(h["dtype"].names) if h["dtype"].names else 1  # RGB(A) datatypes are structured
     n = max(2, min(3, h["ndim"]))
-    steps, _ = lps_geometry(path, n)
+    steps, _ = lps_geometry(header, n)
     spacing = np.linalg.norm(steps, axis=0)
     direction = steps / np.where(spacing > 0, spacing, 1.0)
     return {"meta": {}, "size": h["size"], "dimension": h["ndim"], "components": components,
@@ -92,7 +95,8 @@ def nifti2_volume_header(path) -> dict:
 
 def read_nifti2(path) -> sitk.Image:
     """A NIfTI-2 volume as a SimpleITK image in LPS (nibabel reads it and applies scl_slope/scl_inter).
-    :func:`lps_geometry` gives spacing, direction and origin; a sheared one is kept, for :func:`LungSegLib.geometry.orthogonalize` to resample as for NIfTI-1."""
+    :func:`lps_geometry` gives spacing, direction and origin; a sheared one is kept, for
+    :func:`LungSegLib.geometry.orthogonalize` to resample as for NIfTI-1."""
     import nibabel as nib
 
     try:
@@ -108,7 +112,7 @@ def read_nifti2(path) -> sitk.Image:
     if data.ndim not in (2, 3):
         raise LungSegError(f"{path}: NIfTI-2 image of shape {data.shape}; expected a 3D CT volume or a 2D radiograph")
     n = data.ndim
-    steps, origin = lps_geometry(path, n)  # from the unchecked header: nibabel's load may have 'fixed' it
+    steps, origin = lps_geometry(raw_header(path), n)  # unchecked: nibabel's load may have 'fixed' it
     spacing = np.linalg.norm(steps, axis=0)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 1e-9):
         raise LungSegError(f"{path}: NIfTI-2 header gives voxel sizes {tuple(np.round(spacing, 6))}; expected "

@@ -4,7 +4,8 @@
 
 RUNDIR/input.npz holds the image (voxels and full geometry, written by the parent from the volume node)
 and RUNDIR/params.json the :class:`Parameters` (RUNDIR/options.json the :class:`CaseOptions`, when there).
-The worker runs :func:`pipeline.segment_image` (the same call the in-process logic makes), prints ``LUNGSEG-PROGRESS <fraction> <message>`` lines, and writes
+The worker runs :func:`pipeline.segment_image` (the same call the in-process logic makes), prints
+``LUNGSEG-PROGRESS <fraction> <message>`` lines, and writes
 RUNDIR/result.npz (labels) and RUNDIR/result.json (engine, model, measurements, qc, warnings) under
 temporary names renamed at the end, so the parent never reads half a result. A problem the user can fix
 is one ``LUNGSEG-ERROR <message>`` line and exit status 1.
