@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, check_pixel_spacing, slice_positions
+from .dicom_multiframe import frame_headers, is_multiframe_volume, read_full_header
 from .errors import LungSegError
 from .limits import check_size, safe_text, special_file_kind, utf8_name
 from .sitk_io import from_sitk_any, sitk_read
@@ -216,6 +217,12 @@ def order_slices(folder: Path, files: list) -> tuple:
                int(getattr(first, "SamplesPerPixel", 1) or 1))
     for f, h in headers:
         check_complete(f, h)
+    return order_headers(folder, headers)
+
+
+def order_headers(folder, headers: list) -> tuple:
+    """:func:`order_slices` on ``(name, header)`` pairs already read: the files of a series, or the frames
+    of an enhanced CT (:func:`dicom_multiframe.frame_headers`)."""
     warnings = []
     scouts = [f for f, h in headers if is_localizer(h)]
     if scouts and len(scouts) == len(headers):
@@ -274,6 +281,12 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
     rows, cols = int(getattr(first, "Rows", 0) or 0), int(getattr(first, "Columns", 0) or 0)
     frames = int(getattr(first, "NumberOfFrames", 1) or 1)
     check_size(folder, (cols, rows, len(files) * frames), int(getattr(first, "SamplesPerPixel", 1) or 1))
+    modality = str(getattr(first, "Modality", "")).upper()
+    if len(files) == 1 and is_multiframe_volume(first) and modality not in RADIOGRAPH_MODALITIES:
+        image = read_dicom_file(Path(files[0]))
+        image.meta.update(series_uid=uid, series_slices=1)
+        image.meta.setdefault("warnings", [])[:0] = warnings
+        return image
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     img = sitk_read(reader.Execute, folder)
@@ -284,7 +297,6 @@ def read_dicom_folder(folder: Path, wanted: str | None = None):
         except LungSegError as e:
             raise LungSegError(f"{folder}: {e}") from None
         warnings += resampled
-    modality = str(getattr(first, "Modality", "")).upper()
     image = from_sitk_any(img, folder, single_slice_ct=modality != "" and modality not in RADIOGRAPH_MODALITIES)
     _dicom_meta(image, first)
     image.meta.update(series_uid=uid, series_slices=len(files))
@@ -304,6 +316,11 @@ def read_dicom_file(path: Path):
         from .radiograph import read_dicom_radiograph
 
         image = read_dicom_radiograph(path)
+    elif is_multiframe_volume(ds):  # enhanced CT: one file, many frames
+        img, warnings, resampled = read_multiframe_ct(path)
+        image = from_sitk_any(img, path, single_slice_ct=True)
+        image.meta["dicom_multiframe"] = resampled[0] if resampled else str(path)
+        image.meta.setdefault("warnings", []).extend(warnings)
     else:  # CT (or MR, PT...): a volume, even when it is one slice, so CT engines can say what is wrong
         if "PixelSpacing" in ds:
             check_pixel_spacing(path, ds)  # ITK would read a zero pixel size as 1 mm
@@ -311,6 +328,28 @@ def read_dicom_file(path: Path):
         image = from_sitk_any(img, path, single_slice_ct=True)
     _dicom_meta(image, ds)
     return image
+
+
+def read_multiframe_ct(path: Path) -> tuple:
+    """(image, warnings, resampling notes) of an enhanced CT: ITK reads the voxels (frames in file order,
+    rescale applied); the frames are then ordered and placed by their own functional groups
+    (:mod:`dicom_multiframe`), with a classic series' checks and resampling (gaps, tilt)."""
+    img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
+    headers = frame_headers(path, read_full_header(path))
+    if headers is None:
+        return img, ["multi-frame DICOM without per-frame functional groups: its geometry is ITK's reading "
+                     "of the shared tags; check the voxel size in the report"], []
+    names, first, warnings, geometry = order_headers(path, headers)
+    arr = sitk.GetArrayViewFromImage(img)
+    if geometry is None or arr.ndim != 3 or arr.shape[0] != len(headers):
+        raise LungSegError(f"{path}: enhanced DICOM with {len(headers)} frames read as an image of shape "
+                           f"{arr.shape}; expected one axial CT slice per frame")
+    index = {name: k for k, (name, _) in enumerate(headers)}
+    stack = sitk.GetImageFromArray(arr[[index[n] for n in names]])
+    row_step, column_step = (float(v) for v in first.PixelSpacing)
+    stack.SetSpacing((column_step, row_step, 1.0))
+    stack, resampled = apply_slice_geometry(stack, first, *geometry)
+    return stack, warnings + resampled, resampled
 
 
 def _dicom_meta(image, ds) -> None:

@@ -31,6 +31,10 @@ def check_dicom_source(image) -> None:
         raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs the label map on the source "
                            f"slices, and this series was resampled on reading ({image.meta['dicom_resampled']}); "
                            "run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are on the resampled grid)")
+    if image.meta.get("dicom_multiframe"):
+        raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg writes one frame per source slice file, "
+                           "and this input is an enhanced (multi-frame) CT, which it does not reference yet; run "
+                           "without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are written)")
     what = "a radiograph picture, not DICOM" if image.ndim == 2 else "not a DICOM series"
     raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs a DICOM CT series (a folder of DICOM "
                        f"files) or a DICOM radiograph to reference, and this input is {what}; run without "
