@@ -23,7 +23,9 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SPACING_KNOWN_ATTRIBUTE = "LungSeg.SpacingKnown"
 READER_META_ATTRIBUTE = "LungSeg.ReaderMeta"  # JSON of what LungSegLib's reader found about the input
 READER_META_KEYS = ("warnings", "dicom_modality", "image_type", "scout", "single_slice", "scaling", "view",
-                    "series_uid", "series_slices", "input_size", "downscale_factor", "bits", "photometric")
+                    "series_uid", "series_slices", "input_size", "downscale_factor", "bits", "photometric",
+                    # the DICOM sources a --dicom-seg of the node's voxels references (lungseg_batch.py)
+                    "dicom_files", "dicom_radiograph", "dicom_resampled", "dicom_multiframe")
 CT_COLUMNS = ["voxel_count", "volume_ml", "weight_g", "gas_volume_ml", "mean_hu",
               "over_aerated_volume_fraction", "normally_aerated_volume_fraction",
               "poorly_aerated_volume_fraction", "non_aerated_volume_fraction",

@@ -301,3 +301,28 @@ def test_batch_script_reads_dicom_geometry_from_the_tags_not_a_guess(tmp_path):
     assert any("gantry tilt of 20.0 degrees" in w for w in report["warnings"])
     reference = run_case(dicom, Parameters(engine="hu")).measurements["structures"]["both"]["volume_ml"]
     assert report["structures"]["both"]["volume_ml"] == pytest.approx(reference, rel=0.03)
+
+
+def test_batch_dicom_seg_of_a_dicom_series_matches_the_cli(tmp_path):
+    """--dicom-seg: the DICOM sources travel with the volume node (its reader attributes), so the script's
+    lungs.seg.dcm references every input slice and holds the CLI's frames; a volume file cannot have one."""
+    pytest.importorskip("highdicom")
+    import pydicom
+    from test_dicom_seg import check_seg_against_nifti
+
+    from LungSegLib.cli import main as cli_main
+
+    series = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "cip-copdgene-ct64" / "ct-64Dicom"
+    if not series.exists():
+        pytest.skip(f"{series} not available")
+    proc = run_script("--input", series, "--output", tmp_path / "script", "--engine", "hu", "--dicom-seg",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    seg = check_seg_against_nifti(tmp_path / "script" / "ct-64Dicom", series)
+    assert cli_main(["segment", str(series), "-o", str(tmp_path / "cli"), "--engine", "hu", "--quiet",
+                     "--dicom-seg"]) == 0
+    cli = pydicom.dcmread(str(tmp_path / "cli" / "ct-64Dicom" / "lungs.seg.dcm"))
+    assert np.array_equal(seg.pixel_array, cli.pixel_array)
+    proc = run_script("--input", CIP_CT, "--output", tmp_path / "nrrd", "--engine", "hu", "--dicom-seg",
+                      cwd=tmp_path)
+    assert proc.returncode == 1 and "--dicom-seg needs a DICOM CT series" in proc.stderr

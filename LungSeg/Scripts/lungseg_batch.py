@@ -2,7 +2,7 @@
 """Headless LungSeg batch: segment every case under --input and save Slicer files per case.
 
     python LungSeg/Scripts/lungseg_batch.py --input CASES --output OUT [--engine hu] [--arch unet] [--device cpu]
-        [--levels N] [--position auto|supine|prone]
+        [--levels N] [--position auto|supine|prone] [--dicom-seg]
     Slicer --no-main-window --python-script <LungSeg>/Scripts/lungseg_batch.py --input CASES --output OUT
     Slicer --no-main-window --python-script <LungSeg>/Scripts/lungseg_batch.py --install-dependencies
 
@@ -67,6 +67,8 @@ def parse_args(argv):
                         "measurements (1-100, default 10)")
     parser.add_argument("--position", choices=POSITIONS, default="auto", help="patient position (sets the "
                         "dependent side); auto: DICOM PatientPosition or direction matrix")
+    parser.add_argument("--dicom-seg", action="store_true", help="also write lungs.seg.dcm (DICOM Segmentation "
+                        "referencing the source instances) for a DICOM CT series or a CR/DX radiograph")
     if argv and argv[0] == "--":  # Slicer may pass the separator through
         argv = argv[1:]
     args = parser.parse_args(argv)
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
     params = Parameters(**{f.name: getattr(args, f.name) for f in fields(Parameters)})
     try:
         params.validate()
-        options = CaseOptions(levels=args.levels, position=args.position).validate()
+        options = CaseOptions(levels=args.levels, position=args.position, dicom_seg=args.dicom_seg).validate()
         if args.install_dependencies:
             return install_dependencies(params.engine)
         require_for(params.engine)  # before any case: one line saying how to install torch/MONAI
