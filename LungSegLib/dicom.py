@@ -317,9 +317,13 @@ def read_dicom_file(path: Path):
 
         image = read_dicom_radiograph(path)
     elif is_multiframe_volume(ds):  # enhanced CT: one file, many frames
-        img, warnings, resampled = read_multiframe_ct(path)
+        img, warnings, resampled, order = read_multiframe_ct(path)
         image = from_sitk_any(img, path, single_slice_ct=True)
-        image.meta["dicom_multiframe"] = resampled[0] if resampled else str(path)
+        image.meta["dicom_multiframe"] = str(path)
+        if resampled:
+            image.meta["dicom_resampled"] = resampled[0]
+        elif order is not None and sorted(order) == list(range(int(ds.NumberOfFrames))):
+            image.meta["dicom_frame_order"] = order  # slice k of the volume is frame order[k] of the file
         image.meta.setdefault("warnings", []).extend(warnings)
     else:  # CT (or MR, PT...): a volume, even when it is one slice, so CT engines can say what is wrong
         if "PixelSpacing" in ds:
@@ -331,25 +335,27 @@ def read_dicom_file(path: Path):
 
 
 def read_multiframe_ct(path: Path) -> tuple:
-    """(image, warnings, resampling notes) of an enhanced CT: ITK reads the voxels (frames in file order,
+    """(image, warnings, resampling notes, file frame index of each slice or None) of an enhanced CT: ITK
+    reads the voxels (frames in file order,
     rescale applied); the frames are then ordered and placed by their own functional groups
     (:mod:`dicom_multiframe`), with a classic series' checks and resampling (gaps, tilt)."""
     img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
     headers = frame_headers(path, read_full_header(path))
     if headers is None:
         return img, ["multi-frame DICOM without per-frame functional groups: its geometry is ITK's reading "
-                     "of the shared tags; check the voxel size in the report"], []
+                     "of the shared tags; check the voxel size in the report"], [], None
     names, first, warnings, geometry = order_headers(path, headers)
     arr = sitk.GetArrayViewFromImage(img)
     if geometry is None or arr.ndim != 3 or arr.shape[0] != len(headers):
         raise LungSegError(f"{path}: enhanced DICOM with {len(headers)} frames read as an image of shape "
                            f"{arr.shape}; expected one axial CT slice per frame")
     index = {name: k for k, (name, _) in enumerate(headers)}
-    stack = sitk.GetImageFromArray(arr[[index[n] for n in names]])
+    order = [index[n] for n in names]
+    stack = sitk.GetImageFromArray(arr[order])
     row_step, column_step = (float(v) for v in first.PixelSpacing)
     stack.SetSpacing((column_step, row_step, 1.0))
     stack, resampled = apply_slice_geometry(stack, first, *geometry)
-    return stack, warnings + resampled, resampled
+    return stack, warnings + resampled, resampled, order
 
 
 def _dicom_meta(image, ds) -> None:

@@ -25,16 +25,18 @@ LUNG = ("39607008", "SCT", "Lung")
 def check_dicom_source(image) -> None:
     """--dicom-seg needs a DICOM CT series (a folder) or a DICOM radiograph; say so before any work is done on
     other inputs."""
-    if (image.ndim == 3 and image.meta.get("dicom_files")) or (image.ndim == 2 and image.meta.get("dicom_radiograph")):
+    if image.ndim == 3 and (image.meta.get("dicom_files") or image.meta.get("dicom_frame_order")):
+        return
+    if image.ndim == 2 and image.meta.get("dicom_radiograph"):
         return
     if image.meta.get("dicom_resampled"):  # frames must be the source slices: a resampled grid is not
         raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs the label map on the source "
                            f"slices, and this series was resampled on reading ({image.meta['dicom_resampled']}); "
                            "run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are on the resampled grid)")
     if image.meta.get("dicom_multiframe"):
-        raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg writes one frame per source slice file, "
-                           "and this input is an enhanced (multi-frame) CT, which it does not reference yet; run "
-                           "without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are written)")
+        raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs one slice per frame of the enhanced "
+                           "(multi-frame) CT, and frames of this file were left out on reading (no position, or "
+                           "duplicates); run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are written)")
     what = "a radiograph picture, not DICOM" if image.ndim == 2 else "not a DICOM series"
     raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs a DICOM CT series (a folder of DICOM "
                        f"files) or a DICOM radiograph to reference, and this input is {what}; run without "
@@ -55,6 +57,13 @@ def source_frames(result) -> tuple:
             raise LungSegError(f"{source['file']}: labels of {frame.shape[0]}x{frame.shape[1]} pixels do not fit the "
                                f"image's {ds.Rows}x{ds.Columns}; cannot write --dicom-seg")
         return [ds], frame[None]
+    order = result.image.meta.get("dicom_frame_order")
+    if order is not None:  # enhanced CT: one source file, slice k of the volume is its frame order[k]
+        ds = pydicom.dcmread(result.image.meta["dicom_multiframe"], stop_before_pixels=True)
+        labels = np.asarray(result.labels.array, dtype=np.uint8)
+        frames = np.zeros((int(ds.NumberOfFrames),) + labels.shape[1:], np.uint8)
+        frames[order] = labels
+        return [ds], frames
     files = result.image.meta["dicom_files"]
     labels = np.asarray(result.labels.array, dtype=np.uint8)
     if labels.shape[0] != len(files):

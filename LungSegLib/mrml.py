@@ -25,7 +25,8 @@ READER_META_ATTRIBUTE = "LungSeg.ReaderMeta"  # JSON of what LungSegLib's reader
 READER_META_KEYS = ("warnings", "dicom_modality", "image_type", "scout", "single_slice", "scaling", "view",
                     "series_uid", "series_slices", "input_size", "downscale_factor", "bits", "photometric",
                     # the DICOM sources a --dicom-seg of the node's voxels references (lungseg_batch.py)
-                    "dicom_files", "dicom_radiograph", "dicom_resampled", "dicom_multiframe")
+                    "dicom_files", "dicom_radiograph", "dicom_resampled", "dicom_multiframe",
+                    "dicom_frame_order")
 CT_COLUMNS = ["voxel_count", "volume_ml", "weight_g", "gas_volume_ml", "mean_hu",
               "over_aerated_volume_fraction", "normally_aerated_volume_fraction",
               "poorly_aerated_volume_fraction", "non_aerated_volume_fraction",

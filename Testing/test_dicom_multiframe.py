@@ -114,8 +114,29 @@ def test_missing_pixel_spacing_is_refused_not_read_as_1_mm(tmp_path, slices):
         read_image(enhanced(slices, tmp_path / "nospacing.dcm", edit))
 
 
-def test_dicom_seg_of_an_enhanced_ct_is_a_clear_failure(tmp_path, slices, capsys):
-    path = enhanced(slices, tmp_path / "enhanced.dcm")
+def test_dicom_seg_of_an_enhanced_ct_references_its_frames(tmp_path, slices):
+    """Frames stored out of order: SEG frame k (for source frame k) holds the label slice at that frame's
+    position in lungs.nii.gz."""
+    order = np.random.default_rng(5).permutation(len(slices))
+    path = enhanced([slices[i] for i in order], tmp_path / "enhanced.dcm")
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "-o", str(out), "--engine", "hu", "--dicom-seg", "--quiet"]) == 0
+    seg = hd.seg.segread(str(out / "enhanced" / "lungs.seg.dcm"))
+    source = pydicom.dcmread(str(path), stop_before_pixels=True)
+    n = int(source.NumberOfFrames)
+    frames = seg.get_pixels_by_source_frame(source.SOPInstanceUID, list(range(1, n + 1)), segment_numbers=[1, 2],
+                                            combine_segments=True)
+    labels = sitk.ReadImage(str(out / "enhanced" / "lungs.nii.gz"))
+    lab = sitk.GetArrayFromImage(labels)
+    assert frames.shape == (n,) + lab.shape[1:] and frames.max() == 2
+    for k, group in enumerate(source.PerFrameFunctionalGroupsSequence):
+        ipp = [float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient]
+        index = labels.TransformPhysicalPointToIndex(ipp)
+        assert index[:2] == (0, 0) and np.array_equal(frames[k], lab[index[2]])
+
+
+def test_dicom_seg_of_an_enhanced_ct_resampled_on_reading_is_a_clear_failure(tmp_path, slices, capsys):
+    path = enhanced([s for k, s in enumerate(slices) if not 30 <= k < 34], tmp_path / "gap.dcm")
     code = main(["segment", str(path), "-o", str(tmp_path / "out"), "--engine", "hu", "--dicom-seg", "--quiet"])
     assert code != 0
-    assert "enhanced (multi-frame) CT" in capsys.readouterr().err
+    assert "resampled on reading" in capsys.readouterr().err
