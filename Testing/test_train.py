@@ -87,7 +87,7 @@ def test_cxr_models_segment_sample(arch):
 
 
 def test_cxr_background_weight_in_the_card_moves_the_decision_toward_lung(tmp_path):
-    """``input.background_weight`` (cxr_resunet 2.1: 0.65, chosen on validation films) scales the background
+    """``input.background_weight`` (cxr_resunet 2.1 and 2.2: 0.65, chosen on validation films) scales the background
     probability before the argmax: a smaller weight can only add lung pixels, never remove them."""
     import json
     import shutil
