@@ -7,7 +7,9 @@ radiograph in model units (0 = black air, 1 = brightest bone), pulling pixels to
 brightness of the same film, so ribs and vessels fade but do not vanish, as on a real film.
 
 Families (``FAMILIES``): ``patchy`` (multifocal, peripheral and lower predominance), ``basal`` (lower-zone
-white-out with an undulating upper edge, one or both lungs), ``haze`` (diffuse ground glass) and
+white-out with an undulating upper edge, one or both lungs), ``haze`` (diffuse ground glass),
+``hemithorax`` (one lung white from the base to 75 % of its height or more: a massive effusion, collapse
+or consolidation, where the lung's outline must be inferred from the chest wall and the other side) and
 ``lobar`` (a whole zone of one lung bounded by a straight fissure-like edge). ``HELD_OUT`` families are
 never used in training, so a stress test on them measures how the model generalises, not what it learned.
 ``portable_look`` adds the AP bedside look: lower contrast, ECG leads and wires, electrode discs.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-FAMILIES = ("patchy", "basal", "haze", "lobar")
+FAMILIES = ("patchy", "basal", "haze", "hemithorax", "lobar")
 HELD_OUT = ("lobar",)
 TRAINED = tuple(f for f in FAMILIES if f not in HELD_OUT)
 
@@ -70,6 +72,17 @@ def opacity_field(family: str, lungs: np.ndarray, rng) -> np.ndarray:
             edge = level + 8 * scale * _smooth_noise((1, w), rng, 10 * scale)[0]
             soft = rng.uniform(3, 12) * scale
             field = np.maximum(field, side / (1.0 + np.exp(-(yy - edge[None, :]) / soft)))
+    elif family == "hemithorax":  # one whole side (or all but its apex) white, an effusion's meniscus
+        side = sides[int(rng.integers(len(sides)))]
+        rows, cols = np.nonzero(side.any(1))[0], np.nonzero(side.any(0))[0]
+        top, bottom = rows.min(), rows.max()
+        level = bottom - rng.uniform(0.75, 1.1) * (bottom - top)
+        centre = (cols.min() + cols.max()) / 2.0
+        outward = (centre - xx[0]) if centre < w / 2 else (xx[0] - centre)  # toward this side's chest wall
+        lateral = np.clip(outward / (np.ptp(cols) / 2.0 + 1), 0.0, 1.0)
+        edge = level - rng.uniform(0, 12) * scale * lateral + 5 * scale * _smooth_noise((1, w), rng, 10 * scale)[0]
+        soft = rng.uniform(2, 8) * scale
+        field = rng.uniform(0.85, 1.0) * side / (1.0 + np.exp(-(yy - edge[None, :]) / soft))
     elif family == "haze":
         base = rng.uniform(0.25, 0.55)
         gradient = 1.0 + rng.uniform(-0.4, 0.6) * (yy - h / 2) / h

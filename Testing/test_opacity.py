@@ -51,6 +51,12 @@ def test_family_shapes():
     assert yy[basal].mean() > yy[lungs].mean() + 5          # lower zone
     lobar = opacity_field("lobar", lungs, np.random.default_rng(3)) > 0.5
     assert len({int(v) for v in np.unique(labels[lobar])}) == 1  # one lung only
+    for seed in range(5):  # one lung, white over at least most of its height
+        white = opacity_field("hemithorax", lungs, np.random.default_rng(seed)) > 0.5
+        sides = {int(v) for v in np.unique(labels[white])}
+        assert len(sides) == 1
+        side = labels == sides.pop()
+        assert white.sum() > 0.6 * side.sum()
     haze = opacity_field("haze", lungs, np.random.default_rng(3))
     assert 0.1 < haze[lungs].mean() < 0.8                   # diffuse, partial
     assert set(HELD_OUT).isdisjoint(TRAINED) and HELD_OUT
