@@ -336,9 +336,8 @@ def read_dicom_file(path: Path):
 
 def read_multiframe_ct(path: Path) -> tuple:
     """(image, warnings, resampling notes, file frame index of each slice or None) of an enhanced CT: ITK
-    reads the voxels (frames in file order,
-    rescale applied); the frames are then ordered and placed by their own functional groups
-    (:mod:`dicom_multiframe`), with a classic series' checks and resampling (gaps, tilt)."""
+    reads the voxels (frames in file order, rescale applied); the frames are then ordered and placed by
+    their own functional groups (:mod:`dicom_multiframe`), with a series' checks and resampling."""
     img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
     headers = frame_headers(path, read_full_header(path))
     if headers is None:
