@@ -1,5 +1,5 @@
-"""Enhanced (multi-frame) CT: the real CIP CT series converted to one Legacy Converted Enhanced CT file
-(highdicom) reads to the series' voxels and geometry. Frames are placed by their functional groups, not by
+"""Enhanced (multi-frame) CT: the bundled CIP CT (samples/ct-64.nrrd), written as a classic DICOM series and
+converted to one Legacy Converted Enhanced CT file (highdicom), reads to the series' voxels and geometry. Frames are placed by their functional groups, not by
 ITK's shared-tag reading, which returns 1 mm voxels for a stack with a missing frame and ignores a tilt."""
 
 import copy
@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import shared_path
+from conftest import SAMPLES
 
 from LungSegLib.cli import main
 from LungSegLib.errors import LungSegError
@@ -18,19 +18,26 @@ from LungSegLib.io import read_image
 hd = pytest.importorskip("highdicom")
 pydicom = pytest.importorskip("pydicom")
 
-SERIES = shared_path("ct", "cip-copdgene-ct64", "ct-64Dicom")
 
 
 @pytest.fixture(scope="module")
-def slices():
-    """The CIP series' slices, sorted from feet to head."""
-    ds = [pydicom.dcmread(str(f)) for f in sorted(SERIES.iterdir()) if f.is_file()]
+def series(tmp_path_factory):
+    """The bundled CIP CT as a classic DICOM series (one file per slice)."""
+    from test_dicom_seg import write_series
+
+    return write_series(tmp_path_factory.mktemp("cip") / "series", read_image(SAMPLES / "ct-64.nrrd"))
+
+
+@pytest.fixture(scope="module")
+def slices(series):
+    """The series' slices, sorted from feet to head."""
+    ds = [pydicom.dcmread(str(f)) for f in sorted(series.iterdir()) if f.is_file()]
     return sorted(ds, key=lambda d: float(d.ImagePositionPatient[2]))
 
 
 @pytest.fixture(scope="module")
-def series_image():
-    return read_image(SERIES)
+def series_image(series):
+    return read_image(series)
 
 
 def enhanced(slices, path, edit=None):
@@ -53,7 +60,7 @@ def hu_volume_ml(tmp_path, source, name):
     return sum(float(r["volume_ml"]) for r in rows if r["structure"] in ("right", "left"))
 
 
-def test_enhanced_ct_reads_like_its_series_and_measures_the_same(tmp_path, slices, series_image):
+def test_enhanced_ct_reads_like_its_series_and_measures_the_same(tmp_path, series, slices, series_image):
     path = enhanced(slices, tmp_path / "enhanced.dcm")
     image = read_image(path)
     assert np.array_equal(image.array, series_image.array)
@@ -63,7 +70,7 @@ def test_enhanced_ct_reads_like_its_series_and_measures_the_same(tmp_path, slice
     folder.mkdir()
     path.rename(folder / "enhanced.dcm")
     assert np.array_equal(read_image(folder).array, series_image.array)
-    assert hu_volume_ml(tmp_path, folder, "enh") == pytest.approx(hu_volume_ml(tmp_path, SERIES, "ser"), rel=1e-6)
+    assert hu_volume_ml(tmp_path, folder, "enh") == pytest.approx(hu_volume_ml(tmp_path, series, "ser"), rel=1e-6)
 
 
 def test_frames_stored_out_of_order_are_placed_by_their_positions(tmp_path, slices, series_image):
@@ -72,14 +79,14 @@ def test_frames_stored_out_of_order_are_placed_by_their_positions(tmp_path, slic
     assert np.array_equal(image.array, series_image.array)
 
 
-def test_missing_frame_keeps_the_voxel_size_itk_would_lose(tmp_path, slices, series_image):
+def test_missing_frame_keeps_the_voxel_size_itk_would_lose(tmp_path, series, slices, series_image):
     path = enhanced([s for k, s in enumerate(slices) if not 30 <= k < 34], tmp_path / "gap.dcm")
     assert sitk.ReadImage(str(path)).GetSpacing() == (1.0, 1.0, 1.0)  # ITK alone: 1 mm voxels, silently
     image = read_image(path)
     assert np.allclose(image.spacing, series_image.spacing, rtol=1e-4)
     assert image.array.shape == series_image.array.shape  # the gap is interpolated back onto the even grid
     assert any("gap of" in w for w in image.meta["warnings"])
-    full, gap = hu_volume_ml(tmp_path, SERIES, "full"), hu_volume_ml(tmp_path, path, "gap")
+    full, gap = hu_volume_ml(tmp_path, series, "full"), hu_volume_ml(tmp_path, path, "gap")
     assert gap == pytest.approx(full, rel=0.03)
 
 

@@ -308,13 +308,12 @@ def test_batch_dicom_seg_of_a_dicom_series_matches_the_cli(tmp_path):
     lungs.seg.dcm references every input slice and holds the CLI's frames; a volume file cannot have one."""
     pytest.importorskip("highdicom")
     import pydicom
-    from test_dicom_seg import check_seg_against_nifti
+    from test_dicom_seg import check_seg_against_nifti, write_series
 
     from LungSegLib.cli import main as cli_main
+    from LungSegLib.io import read_image
 
-    series = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "cip-copdgene-ct64" / "ct-64Dicom"
-    if not series.exists():
-        pytest.skip(f"{series} not available")
+    series = write_series(tmp_path / "in" / "ct-64Dicom", read_image(CIP_CT))
     proc = run_script("--input", series, "--output", tmp_path / "script", "--engine", "hu", "--dicom-seg",
                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
