@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .dicom_geometry import apply_slice_geometry, check_pixel_geometry, check_pixel_spacing, slice_positions
-from .dicom_multiframe import frame_headers, is_multiframe_volume, read_full_header
+from .dicom_multiframe import frame_headers, is_multiframe_volume
 from .errors import LungSegError
 from .limits import check_size, safe_text, special_file_kind, utf8_name
 from .sitk_io import from_sitk_any, sitk_read
@@ -105,13 +105,15 @@ def dicomdir_series_folders(folder: Path, max_depth: int = 8) -> list:
     return found
 
 
-def read_header(path):
+def read_header(path, every_tag: bool = False):
+    """The tags LungSeg reads (``HEADER_TAGS``), or with ``every_tag`` all but the pixels (an enhanced CT's
+    functional groups)."""
     import pydicom
 
     try:
         with warnings.catch_warnings():  # odd character sets etc.: pydicom warns, we only need a few tags
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=HEADER_TAGS)
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=None if every_tag else HEADER_TAGS)
             for _ in ds:  # convert every element now, while warnings are silenced
                 pass
             return ds
@@ -339,7 +341,7 @@ def read_multiframe_ct(path: Path) -> tuple:
     reads the voxels (frames in file order, rescale applied); the frames are then ordered and placed by
     their own functional groups (:mod:`dicom_multiframe`), with a series' checks and resampling."""
     img = sitk_read(lambda: sitk.ReadImage(str(path)), path)
-    headers = frame_headers(path, read_full_header(path))
+    headers = frame_headers(path, read_header(path, every_tag=True))
     if headers is None:
         return img, ["multi-frame DICOM without per-frame functional groups: its geometry is ITK's reading "
                      "of the shared tags; check the voxel size in the report"], [], None

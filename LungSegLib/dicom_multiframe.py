@@ -10,8 +10,6 @@ checks and resamples those frames exactly as it does the files of a classic seri
 
 from __future__ import annotations
 
-import warnings
-
 from .errors import LungSegError
 
 GROUPS = {"PlanePositionSequence": ("ImagePositionPatient",),
@@ -21,21 +19,8 @@ GROUPS = {"PlanePositionSequence": ("ImagePositionPatient",),
 
 
 def is_multiframe_volume(ds) -> bool:
-    """More than one frame, in a file that is not a radiograph (the caller has ruled those out)."""
+    """More than one frame (the caller has ruled out radiographs)."""
     return int(getattr(ds, "NumberOfFrames", 1) or 1) > 1
-
-
-def read_full_header(path):
-    """Every tag but the pixels (the functional groups are not in ``dicom.HEADER_TAGS``)."""
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pydicom.dcmread(str(path), stop_before_pixels=True)
-    except Exception as e:  # pydicom raises many types for broken files
-        raise LungSegError(f"{path}: not a readable DICOM file ({type(e).__name__}: {str(e)[:120]}); "
-                           "expected a DICOM image") from None
 
 
 def _group(item, name: str):
@@ -46,8 +31,8 @@ def _group(item, name: str):
 def frame_headers(path, ds) -> list | None:
     """``[(name, header)]``, one per frame in file order, each header holding the frame's position,
     orientation, pixel spacing and rescale (per-frame groups win over shared ones), plus Rows, Columns and
-    Modality; the name tells duplicates apart, as a SOPInstanceUID does for files. None when the file has no per-frame functional groups (a
-    legacy multi-frame file): ITK's reading is then all there is."""
+    Modality; the name tells duplicates apart, as a SOPInstanceUID does for files. None when the file has
+    no per-frame functional groups (a legacy multi-frame file): ITK's reading is then all there is."""
     from pydicom.dataset import Dataset
 
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)

@@ -34,8 +34,8 @@ def check_dicom_source(image) -> None:
                            f"slices, and this series was resampled on reading ({image.meta['dicom_resampled']}); "
                            "run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are on the resampled grid)")
     if image.meta.get("dicom_multiframe"):
-        raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs one slice per frame of the enhanced "
-                           "(multi-frame) CT, and frames of this file were left out on reading (no position, or "
+        raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs one slice per frame of the "
+                           "enhanced (multi-frame) CT, and frames of this file were left out on reading (no position, or "
                            "duplicates); run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are written)")
     what = "a radiograph picture, not DICOM" if image.ndim == 2 else "not a DICOM series"
     raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs a DICOM CT series (a folder of DICOM "
