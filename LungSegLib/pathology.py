@@ -1,6 +1,6 @@
 """CT pathology simulator: dense lung painted inside the true lung mask, label kept as lung.
 
-Networks trained on aerated lung learn "dense = not lung" and drop the heaviest lung. Seven families of
+Networks trained on aerated lung learn "dense = not lung" and drop the heaviest lung. Eight families of
 dense patterns (:data:`FAMILIES`) teach and test the opposite; :data:`HELD_OUT` ones never enter training,
 so the robustness benchmark (``bench/dense_lung_stress.py``) measures how the models travel to patterns
 they never saw. Each family ranks the lung voxels by a score (a physical shape plus a smooth random field)
@@ -22,8 +22,8 @@ from .acquisition import AIR_HU, acquisition  # noqa: F401 (part of this module'
 from .augment import DENSE_HU
 from .errors import LungSegError
 
-FAMILIES = ("dependent", "lobar", "patchy", "ground_glass", "perihilar", "subpleural", "mixed")
-HELD_OUT = ("perihilar", "mixed")  # never trained on: the benchmark measures generalisation on them
+FAMILIES = ("dependent", "lobar", "patchy", "ground_glass", "perihilar", "subpleural", "mixed", "scattered")
+HELD_OUT = ("perihilar", "mixed", "scattered")  # never trained on: the benchmark measures generalisation on them
 TRAINED = tuple(f for f in FAMILIES if f not in HELD_OUT)
 FAMILY_TEXT = {
     "dependent": "dependent (gravitational) consolidation with an undulating upper border (ARDS)",
@@ -33,6 +33,7 @@ FAMILY_TEXT = {
     "perihilar": "perihilar (bat-wing) edema: dense centre fading to ground glass, periphery spared",
     "subpleural": "subpleural / effusion-adjacent compressive atelectasis along posterior and lateral pleura",
     "mixed": "mixed: ground glass around consolidation with air bronchograms (airways stay dark)",
+    "scattered": "multifocal consolidation without zonal predilection, 10-50 mm patches anywhere in the lung",
 }
 GROUND_GLASS_HU = (-700.0, -300.0)
 
@@ -176,10 +177,16 @@ def _mixed(lung, rng, lungs):
     return lung.field(rng, rng.uniform(30, 70), modes=8) + 0.5 * lung.peripherality()
 
 
+def _scattered(lung, rng, lungs):
+    """Patches placed by the random field alone, so some reach the mediastinal and diaphragmatic surfaces
+    that the zonal families (posterior, peripheral, subpleural) leave aerated."""
+    return lung.field(rng, rng.uniform(20, 60), modes=12)
+
+
 SCORES = {"dependent": _dependent, "lobar": _lobar, "patchy": _patchy, "ground_glass": _ground_glass,
-          "perihilar": _perihilar, "subpleural": _subpleural, "mixed": _mixed}
+          "perihilar": _perihilar, "subpleural": _subpleural, "mixed": _mixed, "scattered": _scattered}
 CORE_SHARE = {"dependent": (0.6, 1.0), "lobar": (0.85, 1.0), "patchy": (0.8, 1.0), "ground_glass": (0.0, 0.0),
-              "perihilar": (0.5, 0.85), "subpleural": (1.0, 1.0), "mixed": (0.35, 0.65)}
+              "perihilar": (0.5, 0.85), "subpleural": (1.0, 1.0), "mixed": (0.35, 0.65), "scattered": (0.7, 1.0)}
 
 
 # ------------------------------------------------------------------------------------------ painting

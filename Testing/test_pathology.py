@@ -42,7 +42,7 @@ def _run(phantom, family, fraction, seed=0):
     return P.simulate(family, hu, labels, fraction, np.random.default_rng(seed), SPACING)
 
 
-def test_family_lists_hold_two_families_out():
+def test_family_lists_hold_families_out():
     assert set(P.TRAINED) | set(P.HELD_OUT) == set(P.FAMILIES) and len(P.HELD_OUT) >= 2
     assert not set(P.TRAINED) & set(P.HELD_OUT)
     assert "held out of training: perihilar, mixed" in P.describe()
@@ -106,6 +106,17 @@ def test_patchy_is_several_peripheral_patches(phantom):
     assert n >= 3
     inside, average = _edt_mean(lungs, region)
     assert inside < average
+
+
+def test_scattered_is_many_patches_with_no_zonal_preference(phantom):
+    lungs = phantom[1] > 0
+    ratios = []
+    for seed in range(5):
+        _, region = _run(phantom, "scattered", 0.25, seed)
+        assert ndimage.label(region)[1] >= 5
+        inside, average = _edt_mean(lungs, region)
+        ratios.append(inside / average)
+    assert 0.85 < np.mean(ratios) < 1.15  # neither peripheral (patchy) nor central (perihilar)
 
 
 def test_lobar_is_few_wedges_reaching_the_pleura(phantom):

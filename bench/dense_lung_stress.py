@@ -1,6 +1,6 @@
 """Dense-lung robustness report: every engine x pathology family x dense fraction on held-out patients.
 
-Each validation CT is read once; each simulated pathology (``LungSegLib.pathology``: 7 families, the
+Each validation CT is read once; each simulated pathology (``LungSegLib.pathology``: 8 families, the
 held-out ones never seen in training) is painted once per dense fraction inside the true lung mask (label
 kept as lung) and every engine segments that same volume through the product pipeline
 (``pipeline.segment_image``). Per engine, family and fraction, against the true mask:
