@@ -35,8 +35,9 @@ def check_dicom_source(image) -> None:
                            "run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are on the resampled grid)")
     if image.meta.get("dicom_multiframe"):
         raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs one slice per frame of the "
-                           "enhanced (multi-frame) CT, and frames of this file were left out on reading (no position, or "
-                           "duplicates); run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are written)")
+                           "enhanced (multi-frame) CT, and frames of this file were left out on reading (no "
+                           "position, or duplicates); run without --dicom-seg (lungs.nii.gz and lungs.seg.nrrd are "
+                           "written)")
     what = "a radiograph picture, not DICOM" if image.ndim == 2 else "not a DICOM series"
     raise LungSegError(f"{image.meta.get('source', 'input')}: --dicom-seg needs a DICOM CT series (a folder of DICOM "
                        f"files) or a DICOM radiograph to reference, and this input is {what}; run without "

@@ -1,6 +1,7 @@
 """Enhanced (multi-frame) CT: the bundled CIP CT (samples/ct-64.nrrd), written as a classic DICOM series and
-converted to one Legacy Converted Enhanced CT file (highdicom), reads to the series' voxels and geometry. Frames are placed by their functional groups, not by
-ITK's shared-tag reading, which returns 1 mm voxels for a stack with a missing frame and ignores a tilt."""
+converted to one Legacy Converted Enhanced CT file (highdicom), reads to the series' voxels and geometry.
+Frames are placed by their functional groups, not by ITK's shared-tag reading, which returns 1 mm voxels for
+a stack with a missing frame and ignores a tilt."""
 
 import copy
 import csv
@@ -17,7 +18,6 @@ from LungSegLib.io import read_image
 
 hd = pytest.importorskip("highdicom")
 pydicom = pytest.importorskip("pydicom")
-
 
 
 @pytest.fixture(scope="module")
